@@ -1,0 +1,163 @@
+//! Tape autograd. Each op whose inputs carry gradients records one node (its backward rule,
+//! holding the tensors it saved) on this thread's tape. `backward` walks the tape in
+//! reverse, consuming it: each node is dropped, and its saved activations freed, as soon as
+//! its rule has run, and each intermediate gradient is freed once passed on.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::tensor::{Tensor, TensorId};
+
+/// The backward rule of one op: gradients of its inputs from the gradient of its output.
+pub trait Backward {
+    fn name(&self) -> &'static str;
+    /// One entry per input, in the op's input order; `None` where no gradient flows.
+    fn backward(&self, grad_out: &Tensor) -> Result<Vec<Option<Tensor>>>;
+}
+
+struct Node {
+    output: TensorId,
+    /// The op's inputs; `None` for those without gradient.
+    inputs: Vec<Option<TensorId>>,
+    rule: Box<dyn Backward>,
+}
+
+thread_local! {
+    static TAPE: RefCell<Vec<Node>> = const { RefCell::new(Vec::new()) };
+    static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
+}
+
+pub(crate) fn record(output: TensorId, inputs: Vec<Option<TensorId>>, rule: Box<dyn Backward>) {
+    TAPE.with(|t| t.borrow_mut().push(Node { output, inputs, rule }));
+}
+
+/// Whether ops record onto the tape on this thread.
+pub fn is_grad_enabled() -> bool {
+    GRAD_ENABLED.with(|g| g.get())
+}
+
+/// Run `f` without recording anything on the tape (inference, optimizer updates).
+pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            GRAD_ENABLED.with(|g| g.set(self.0));
+        }
+    }
+    let _restore = Restore(GRAD_ENABLED.with(|g| g.replace(false)));
+    f()
+}
+
+/// Number of nodes on this thread's tape (for tests and memory accounting).
+pub fn tape_len() -> usize {
+    TAPE.with(|t| t.borrow().len())
+}
+
+/// Drop this thread's tape (and the activations it holds) without running backward.
+pub fn clear_tape() {
+    let nodes = TAPE.with(|t| std::mem::take(&mut *t.borrow_mut()));
+    drop(nodes);
+}
+
+/// Gradients of variables, by tensor id.
+#[derive(Default, Debug)]
+pub struct Gradients(HashMap<TensorId, Tensor>);
+
+impl Gradients {
+    pub fn get(&self, var: &Tensor) -> Option<&Tensor> {
+        self.0.get(&var.id())
+    }
+    pub fn remove(&mut self, var: &Tensor) -> Option<Tensor> {
+        self.0.remove(&var.id())
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&TensorId, &Tensor)> {
+        self.0.iter()
+    }
+
+    /// Add `grad` to the gradient held for `id` (gradient accumulation).
+    fn add(&mut self, id: TensorId, grad: Tensor) -> Result<()> {
+        let sum = match self.0.remove(&id) {
+            Some(prev) => prev.add(&grad)?,
+            None => grad,
+        };
+        self.0.insert(id, sum);
+        Ok(())
+    }
+
+    /// Add every gradient of `other` into `self` (accumulation over micro-batches).
+    pub fn accumulate(&mut self, other: Gradients) -> Result<()> {
+        no_grad(|| {
+            for (id, g) in other.0 {
+                self.add(id, g)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Tensor {
+    /// Gradients of this tensor (seeded with ones) with respect to every variable it was
+    /// computed from. Consumes this thread's tape.
+    pub fn backward(&self) -> Result<Gradients> {
+        let mut grads = Gradients::default();
+        self.backward_into(&mut grads)?;
+        Ok(grads)
+    }
+
+    /// Like [`Tensor::backward`], adding into `grads` (gradient accumulation).
+    pub fn backward_into(&self, grads: &mut Gradients) -> Result<()> {
+        if !self.is_tracked() {
+            return Err(Error::Backward(format!(
+                "tensor {:?} of shape {:?} was not computed from any variable with gradient \
+                 recording on (no graph to run backward through)",
+                self.id(),
+                self.shape()
+            )));
+        }
+        let nodes = TAPE.with(|t| std::mem::take(&mut *t.borrow_mut()));
+        no_grad(|| {
+            // Intermediate gradients live here until their producer's node consumes them.
+            let mut pending: HashMap<TensorId, Tensor> = HashMap::new();
+            pending.insert(self.id(), self.ones_like()?);
+            let mut var_grads = Gradients::default();
+            for node in nodes.into_iter().rev() {
+                let Some(g) = pending.remove(&node.output) else {
+                    continue; // not on the path to this tensor; dropping frees its saved tensors
+                };
+                let in_grads = node.rule.backward(&g)?;
+                if in_grads.len() != node.inputs.len() {
+                    return Err(Error::Backward(format!(
+                        "rule {} returned {} gradients for {} inputs",
+                        node.rule.name(),
+                        in_grads.len(),
+                        node.inputs.len()
+                    )));
+                }
+                for (id, g) in node.inputs.iter().zip(in_grads) {
+                    if let (Some(id), Some(g)) = (id, g) {
+                        let sum = match pending.remove(id) {
+                            Some(prev) => prev.add(&g)?,
+                            None => g,
+                        };
+                        pending.insert(*id, sum);
+                    }
+                }
+            }
+            // What is left are leaves: the variables (and the seed, if it was one).
+            for (id, g) in pending {
+                var_grads.0.insert(id, g);
+            }
+            if self.is_var() {
+                var_grads.0.insert(self.id(), self.ones_like()?);
+            }
+            grads.accumulate(var_grads)
+        })
+    }
+}

@@ -1,0 +1,65 @@
+//! The engine's error type: one enum grouped by kind, variants that carry the op and the shapes.
+
+use crate::DType;
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    // --- device ---
+    #[error(
+        "no GPU adapter found{filter}. On a machine without a GPU install Mesa's software Vulkan \
+         driver (Debian/Ubuntu: `apt-get install mesa-vulkan-drivers`); adapters seen: {seen}"
+    )]
+    NoAdapter { filter: String, seen: String },
+    #[error("could not open the GPU device {adapter}: {reason}")]
+    RequestDevice { adapter: String, reason: String },
+    #[error("{op} needs the adapter feature {feature}, which {adapter} does not offer")]
+    MissingFeature {
+        op: &'static str,
+        feature: &'static str,
+        adapter: String,
+    },
+    #[error(
+        "{op}: a buffer of {bytes} bytes exceeds this adapter's largest storage binding \
+         ({limit} bytes); split the tensor or use a smaller shape"
+    )]
+    BindingTooLarge { op: &'static str, bytes: u64, limit: u64 },
+    #[error("out of GPU memory allocating {bytes} bytes ({in_use} bytes in use): {reason}")]
+    OutOfMemory { bytes: u64, in_use: u64, reason: String },
+    #[error("GPU error in {op}: {reason}")]
+    Gpu { op: &'static str, reason: String },
+
+    // --- shapes and types ---
+    #[error("{op}: shape mismatch between {lhs:?} and {rhs:?}")]
+    ShapeMismatch {
+        op: &'static str,
+        lhs: Vec<usize>,
+        rhs: Vec<usize>,
+    },
+    #[error("{op}: bad shape {shape:?}: {reason}")]
+    BadShape {
+        op: &'static str,
+        shape: Vec<usize>,
+        reason: String,
+    },
+    #[error("{op}: expected dtype {expected:?}, got {got:?}")]
+    DTypeMismatch {
+        op: &'static str,
+        expected: DType,
+        got: DType,
+    },
+    #[error("{op}: {len} values given for shape {shape:?} ({expected} elements)")]
+    DataLength {
+        op: &'static str,
+        len: usize,
+        shape: Vec<usize>,
+        expected: usize,
+    },
+    #[error("{op}: tensors live on different devices")]
+    DeviceMismatch { op: &'static str },
+
+    // --- autograd ---
+    #[error("backward: {0}")]
+    Backward(String),
+}

@@ -1,0 +1,28 @@
+//! A tensor engine on wgpu: device, buffer pool, tensors, ops with backward rules, tape
+//! autograd and AdamW, every kernel written in WGSL (see the `kernels` crate).
+//!
+//! ```no_run
+//! use engine::{Device, Tensor};
+//! let dev = Device::new()?;
+//! let a = Tensor::from_slice(&dev, &[1.0, 2.0, 3.0], &[3])?.var();
+//! let loss = a.mul(&a)?; // backward seeds a non-scalar output with ones
+//! let grads = loss.backward()?;
+//! assert_eq!(grads.get(&a).unwrap().to_vec()?, vec![2.0, 4.0, 6.0]);
+//! # Ok::<(), engine::Error>(())
+//! ```
+
+mod autograd;
+mod device;
+mod dtype;
+mod error;
+pub mod ops;
+mod pool;
+mod runtime;
+mod tensor;
+
+pub use autograd::{clear_tape, is_grad_enabled, no_grad, tape_len, Backward, Gradients};
+pub use device::{Device, DeviceOptions, Features};
+pub use dtype::DType;
+pub use error::{Error, Result};
+pub use pool::PoolStats;
+pub use tensor::{Tensor, TensorId};

@@ -1,0 +1,2 @@
+//! The `trainer` command.
+fn main() {}
