@@ -94,6 +94,14 @@ impl Tensor {
         Ok(t)
     }
 
+    /// A u32 tensor (token ids, indices).
+    pub fn from_u32_slice(dev: &Device, data: &[u32], shape: &[usize]) -> Result<Tensor> {
+        check_len("from_u32_slice", data.len(), shape)?;
+        let t = Tensor::uninit(dev, "from_u32_slice", shape, DType::U32)?;
+        dev.upload(&t.0.storage, bytemuck::cast_slice(data));
+        Ok(t)
+    }
+
     pub fn zeros(dev: &Device, shape: &[usize], dtype: DType) -> Result<Tensor> {
         Tensor::full(dev, shape, dtype, 0.0)
     }
@@ -198,7 +206,25 @@ impl Tensor {
                 .into_iter()
                 .map(f32::from)
                 .collect(),
+            DType::U32 => bytemuck::pod_collect_to_vec::<u8, u32>(&bytes)
+                .into_iter()
+                .map(|v| v as f32)
+                .collect(),
         })
+    }
+
+    /// Copy a u32 tensor to the host.
+    pub fn to_vec_u32(&self) -> Result<Vec<u32>> {
+        self.expect_dtype("to_vec_u32", DType::U32)?;
+        let bytes = self.0.device.download(&self.0.storage, self.size_in_bytes())?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// Copy an f16 tensor to the host without widening.
+    pub fn to_vec_f16(&self) -> Result<Vec<f16>> {
+        self.expect_dtype("to_vec_f16", DType::F16)?;
+        let bytes = self.0.device.download(&self.0.storage, self.size_in_bytes())?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
     /// The single value of a one-element tensor.

@@ -8,11 +8,32 @@
 //! parameter block (every kernel has one, at most 256 bytes), and each entry point lists the
 //! binding numbers of its storage buffers in [`Kernel::bindings`].
 
+pub mod activation;
+pub mod attention;
+pub mod cast;
 pub mod elementwise;
+pub mod embedding;
+pub mod matmul;
+pub mod norm;
+pub mod optim;
+pub mod reduce;
+pub mod rope;
+pub mod softmax;
 
 /// Every WGSL source of the crate (for validation tests and warm-up).
 pub fn all_sources() -> Vec<&'static Source> {
-    vec![&elementwise::SOURCE]
+    let mut all = vec![&elementwise::SOURCE];
+    all.extend(matmul::sources());
+    all.extend(attention::sources());
+    all.extend(reduce::sources());
+    all.extend(softmax::sources());
+    all.extend(norm::sources());
+    all.extend(rope::sources());
+    all.extend(activation::sources());
+    all.extend(embedding::sources());
+    all.extend(cast::sources());
+    all.extend(optim::sources());
+    all
 }
 
 /// One WGSL source file.

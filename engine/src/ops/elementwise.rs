@@ -11,7 +11,7 @@ use crate::tensor::Tensor;
 
 /// Fill `t` with `value` in place (no tape).
 pub(crate) fn fill(t: &Tensor, value: f32) -> Result<()> {
-    t.expect_dtype("fill", DType::F32)?;
+    t.expect_dtype("fill", DType::F32)?; // f16 and u32 are filled through casts
     run("fill", &k::fill(t.elem_count(), value), &[t])
 }
 

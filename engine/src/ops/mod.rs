@@ -1,7 +1,17 @@
 //! Ops: each a forward that launches a kernel and a backward rule, with its derivation in a
 //! comment, beside it. Fused ops (attention, the objective, AdamW) use the same interface.
 
+pub mod activation;
+pub mod attention;
+pub mod cast;
 pub mod elementwise;
+pub mod embedding;
+pub mod matmul;
+pub mod norm;
+pub mod optim;
+pub mod reduce;
+pub mod rope;
+pub mod softmax;
 
 use crate::error::Result;
 use crate::tensor::Tensor;

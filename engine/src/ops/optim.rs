@@ -1,0 +1,1 @@
+//! Fused AdamW step, global L2 norm and clipping by it.

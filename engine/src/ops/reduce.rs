@@ -1,0 +1,1 @@
+//! Reductions: sum, mean and max over the last axis and over everything.
