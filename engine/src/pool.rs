@@ -25,7 +25,8 @@ pub(crate) struct Pool {
 /// The size class of a request: at most 1/8 (12.5%) larger than asked, at least 256 bytes.
 pub(crate) fn size_class(bytes: u64) -> u64 {
     let bytes = bytes.max(256);
-    let granule = (bytes.next_power_of_two() / 8).max(256);
+    let floor_pow2 = 1u64 << (63 - bytes.leading_zeros());
+    let granule = (floor_pow2 / 8).max(256);
     bytes.div_ceil(granule) * granule
 }
 
