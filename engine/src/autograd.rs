@@ -29,7 +29,13 @@ thread_local! {
 }
 
 pub(crate) fn record(output: TensorId, inputs: Vec<Option<TensorId>>, rule: Box<dyn Backward>) {
-    TAPE.with(|t| t.borrow_mut().push(Node { output, inputs, rule }));
+    TAPE.with(|t| {
+        t.borrow_mut().push(Node {
+            output,
+            inputs,
+            rule,
+        })
+    });
 }
 
 /// Whether ops record onto the tape on this thread.

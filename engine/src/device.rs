@@ -63,7 +63,11 @@ pub(crate) struct DeviceInner {
 
 impl std::fmt::Debug for Device {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Device({} [{:?}])", self.0.info.name, self.0.info.backend)
+        write!(
+            f,
+            "Device({} [{:?}])",
+            self.0.info.name, self.0.info.backend
+        )
     }
 }
 
@@ -116,7 +120,11 @@ impl Device {
                     Some(f) => format!(" whose name contains {f:?} ({ADAPTER_ENV})"),
                     None => String::new(),
                 },
-                seen: if seen.is_empty() { "none".into() } else { seen.join("; ") },
+                seen: if seen.is_empty() {
+                    "none".into()
+                } else {
+                    seen.join("; ")
+                },
             });
         };
         Self::open(adapter, opts.shader_checks)
@@ -188,15 +196,26 @@ impl Device {
     }
     /// Largest buffer one kernel binding may cover, in bytes.
     pub fn max_binding_bytes(&self) -> u64 {
-        (self.0.limits.max_storage_buffer_binding_size as u64).min(self.0.limits.max_buffer_size)
+        self.0
+            .limits
+            .max_storage_buffer_binding_size
+            .min(self.0.limits.max_buffer_size)
     }
     /// Bytes held by the buffer pool, in use and at peak.
     pub fn pool_stats(&self) -> PoolStats {
-        self.0.pool.lock().unwrap_or_else(|e| e.into_inner()).stats()
+        self.0
+            .pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stats()
     }
     /// Reset the peak counter of the pool to the bytes now in use.
     pub fn reset_peak(&self) {
-        self.0.pool.lock().unwrap_or_else(|e| e.into_inner()).reset_peak()
+        self.0
+            .pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .reset_peak()
     }
     /// Free the pool's cached (unused) buffers.
     pub fn trim_pool(&self) {

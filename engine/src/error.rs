@@ -24,9 +24,17 @@ pub enum Error {
         "{op}: a buffer of {bytes} bytes exceeds this adapter's largest storage binding \
          ({limit} bytes); split the tensor or use a smaller shape"
     )]
-    BindingTooLarge { op: &'static str, bytes: u64, limit: u64 },
+    BindingTooLarge {
+        op: &'static str,
+        bytes: u64,
+        limit: u64,
+    },
     #[error("out of GPU memory allocating {bytes} bytes ({in_use} bytes in use): {reason}")]
-    OutOfMemory { bytes: u64, in_use: u64, reason: String },
+    OutOfMemory {
+        bytes: u64,
+        in_use: u64,
+        reason: String,
+    },
     #[error("GPU error in {op}: {reason}")]
     Gpu { op: &'static str, reason: String },
 

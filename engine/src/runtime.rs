@@ -25,7 +25,9 @@ pub(crate) struct Storage {
 
 impl Storage {
     pub(crate) fn buffer(&self) -> &wgpu::Buffer {
-        self.buffer.as_ref().expect("storage buffer present until drop")
+        self.buffer
+            .as_ref()
+            .expect("storage buffer present until drop")
     }
 }
 
@@ -83,11 +85,19 @@ impl Device {
             return Err(Error::BindingTooLarge { op, bytes, limit });
         }
         let class = size_class(bytes).min(limit.max(4) / 4 * 4);
-        let cached = self.0.pool.lock().unwrap_or_else(|e| e.into_inner()).take(class);
+        let cached = self
+            .0
+            .pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(class);
         let buffer = match cached {
             Some(b) => b,
             None => {
-                let scope = self.0.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+                let scope = self
+                    .0
+                    .device
+                    .push_error_scope(wgpu::ErrorFilter::OutOfMemory);
                 let b = self.0.device.create_buffer(&wgpu::BufferDescriptor {
                     label: None,
                     size: class,
@@ -101,7 +111,11 @@ impl Device {
                         reason: e.to_string(),
                     });
                 }
-                self.0.pool.lock().unwrap_or_else(|e| e.into_inner()).created(class);
+                self.0
+                    .pool
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .created(class);
                 b
             }
         };
@@ -316,7 +330,9 @@ impl Device {
 impl Runtime {
     fn encoder(&mut self, device: &wgpu::Device) -> &mut wgpu::CommandEncoder {
         self.encoder.get_or_insert_with(|| {
-            device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("batch") })
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("batch"),
+            })
         })
     }
 
@@ -330,7 +346,12 @@ impl Runtime {
         }
     }
 
-    fn module(&mut self, dev: &Device, op: &'static str, src: &'static Source) -> Result<wgpu::ShaderModule> {
+    fn module(
+        &mut self,
+        dev: &Device,
+        op: &'static str,
+        src: &'static Source,
+    ) -> Result<wgpu::ShaderModule> {
         if let Some(m) = self.modules.get(src.name) {
             return Ok(m.clone());
         }
@@ -369,7 +390,11 @@ impl Runtime {
         let key: PipelineKey = (
             k.source.name,
             k.entry,
-            launch.constants.iter().map(|&(n, v)| (n, v.to_bits())).collect(),
+            launch
+                .constants
+                .iter()
+                .map(|&(n, v)| (n, v.to_bits()))
+                .collect(),
         );
         if let Some(p) = self.pipelines.get(&key) {
             return Ok(p.clone());
@@ -391,11 +416,15 @@ impl Runtime {
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu {
                 op,
-                reason: format!("pipeline {}::{} does not build: {e}", k.source.name, k.entry),
+                reason: format!(
+                    "pipeline {}::{} does not build: {e}",
+                    k.source.name, k.entry
+                ),
             });
         }
         let layout = pipeline.get_bind_group_layout(0);
-        self.pipelines.insert(key, (pipeline.clone(), layout.clone()));
+        self.pipelines
+            .insert(key, (pipeline.clone(), layout.clone()));
         Ok((pipeline, layout))
     }
 }

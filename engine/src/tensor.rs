@@ -41,7 +41,11 @@ struct Inner {
 
 impl std::fmt::Debug for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Tensor({:?}, {:?}, {:?})", self.0.id, self.0.shape, self.0.dtype)
+        write!(
+            f,
+            "Tensor({:?}, {:?}, {:?})",
+            self.0.id, self.0.shape, self.0.dtype
+        )
     }
 }
 
@@ -53,10 +57,22 @@ impl Tensor {
     // ---- construction ----
 
     /// An uninitialised tensor (contents are whatever the pooled buffer held).
-    pub(crate) fn uninit(dev: &Device, op: &'static str, shape: &[usize], dtype: DType) -> Result<Tensor> {
+    pub(crate) fn uninit(
+        dev: &Device,
+        op: &'static str,
+        shape: &[usize],
+        dtype: DType,
+    ) -> Result<Tensor> {
         let bytes = (elem_count(shape) * dtype.size_in_bytes()) as u64;
         let storage = dev.alloc_storage(op, bytes)?;
-        Ok(Tensor::from_storage(dev, Arc::new(storage), shape.to_vec(), dtype, false, false))
+        Ok(Tensor::from_storage(
+            dev,
+            Arc::new(storage),
+            shape.to_vec(),
+            dtype,
+            false,
+            false,
+        ))
     }
 
     fn from_storage(
@@ -121,13 +137,27 @@ impl Tensor {
     /// Mark this tensor as a variable whose gradient `backward` returns (a leaf).
     pub fn var(self) -> Tensor {
         let i = &self.0;
-        Tensor::from_storage(&i.device, i.storage.clone(), i.shape.clone(), i.dtype, true, true)
+        Tensor::from_storage(
+            &i.device,
+            i.storage.clone(),
+            i.shape.clone(),
+            i.dtype,
+            true,
+            true,
+        )
     }
 
     /// The same storage, cut off from the tape.
     pub fn detach(&self) -> Tensor {
         let i = &self.0;
-        Tensor::from_storage(&i.device, i.storage.clone(), i.shape.clone(), i.dtype, false, false)
+        Tensor::from_storage(
+            &i.device,
+            i.storage.clone(),
+            i.shape.clone(),
+            i.dtype,
+            false,
+            false,
+        )
     }
 
     /// Mark an op's output as made from `inputs`, recording `rule` on the tape when a
@@ -150,7 +180,10 @@ impl Tensor {
             tracked: true,
             is_var: false,
         }));
-        let ids = inputs.iter().map(|t| t.0.tracked.then_some(t.0.id)).collect();
+        let ids = inputs
+            .iter()
+            .map(|t| t.0.tracked.then_some(t.0.id))
+            .collect();
         autograd::record(out.0.id, ids, Box::new(rule()));
         out
     }
@@ -199,7 +232,10 @@ impl Tensor {
 
     /// Copy to the host as f32 (f16 is widened). Submits pending work and waits.
     pub fn to_vec(&self) -> Result<Vec<f32>> {
-        let bytes = self.0.device.download(&self.0.storage, self.size_in_bytes())?;
+        let bytes = self
+            .0
+            .device
+            .download(&self.0.storage, self.size_in_bytes())?;
         Ok(match self.0.dtype {
             DType::F32 => bytemuck::pod_collect_to_vec(&bytes),
             DType::F16 => bytemuck::pod_collect_to_vec::<u8, f16>(&bytes)
@@ -216,14 +252,20 @@ impl Tensor {
     /// Copy a u32 tensor to the host.
     pub fn to_vec_u32(&self) -> Result<Vec<u32>> {
         self.expect_dtype("to_vec_u32", DType::U32)?;
-        let bytes = self.0.device.download(&self.0.storage, self.size_in_bytes())?;
+        let bytes = self
+            .0
+            .device
+            .download(&self.0.storage, self.size_in_bytes())?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
     /// Copy an f16 tensor to the host without widening.
     pub fn to_vec_f16(&self) -> Result<Vec<f16>> {
         self.expect_dtype("to_vec_f16", DType::F16)?;
-        let bytes = self.0.device.download(&self.0.storage, self.size_in_bytes())?;
+        let bytes = self
+            .0
+            .device
+            .download(&self.0.storage, self.size_in_bytes())?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
@@ -251,7 +293,14 @@ impl Tensor {
             });
         }
         let i = &self.0;
-        let out = Tensor::from_storage(&i.device, i.storage.clone(), shape.to_vec(), i.dtype, false, false);
+        let out = Tensor::from_storage(
+            &i.device,
+            i.storage.clone(),
+            shape.to_vec(),
+            i.dtype,
+            false,
+            false,
+        );
         let from = self.shape().to_vec();
         Ok(out.recorded(&[self], move || ReshapeBackward { from }))
     }

@@ -6,7 +6,13 @@ use common::*;
 
 use engine::{DType, Tensor};
 
-fn bcast_ref(a: &[f32], sa: &[usize], b: &[f32], sb: &[usize], f: impl Fn(f64, f64) -> f64) -> (Vec<f64>, Vec<usize>) {
+fn bcast_ref(
+    a: &[f32],
+    sa: &[usize],
+    b: &[f32],
+    sb: &[usize],
+    f: impl Fn(f64, f64) -> f64,
+) -> (Vec<f64>, Vec<usize>) {
     let rank = sa.len().max(sb.len());
     let pad = |s: &[usize]| {
         let mut v = vec![1; rank - s.len()];
@@ -17,7 +23,10 @@ fn bcast_ref(a: &[f32], sa: &[usize], b: &[f32], sb: &[usize], f: impl Fn(f64, f
     let out: Vec<usize> = pa.iter().zip(&pb).map(|(&x, &y)| x.max(y)).collect();
     let n: usize = out.iter().product();
     let idx = |shape: &[usize], coord: &[usize]| {
-        shape.iter().zip(coord).fold(0, |acc, (&d, &c)| acc * d + if d == 1 { 0 } else { c })
+        shape
+            .iter()
+            .zip(coord)
+            .fold(0, |acc, (&d, &c)| acc * d + if d == 1 { 0 } else { c })
     };
     let mut res = Vec::with_capacity(n);
     for i in 0..n {
@@ -64,7 +73,12 @@ fn binary_ops_match_reference_with_broadcast() {
             let (want, shape) = bcast_ref(&a, sa, &b, sb, f);
             let got = op(&ta, &tb).unwrap();
             assert_eq!(got.shape(), &shape[..], "{name} {sa:?} {sb:?}");
-            assert_close(&format!("{name} {sa:?} {sb:?}"), &got.to_vec().unwrap(), &want, F32_TOL);
+            assert_close(
+                &format!("{name} {sa:?} {sb:?}"),
+                &got.to_vec().unwrap(),
+                &want,
+                F32_TOL,
+            );
         }
     }
 }
@@ -98,13 +112,22 @@ fn unary_ops_match_reference() {
             ("silu", |t| t.silu(), |x| x / (1.0 + (-x).exp())),
             ("sigmoid", |t| t.sigmoid(), |x| 1.0 / (1.0 + (-x).exp())),
             ("tanh", |t| t.tanh(), f64::tanh),
-            ("relu", |t| t.add_scalar(-1.0)?.relu(), |x| (x - 1.0).max(0.0)),
+            (
+                "relu",
+                |t| t.add_scalar(-1.0)?.relu(),
+                |x| (x - 1.0).max(0.0),
+            ),
             ("powf", |t| t.powf(2.5), |x| x.powf(2.5)),
             ("affine", |t| t.affine(-3.0, 0.5), |x| -3.0 * x + 0.5),
         ];
         for (name, op, f) in cases {
             let want: Vec<f64> = x.iter().map(|&v| f(v as f64)).collect();
-            assert_close(&format!("{name} n={n}"), &op(&t).unwrap().to_vec().unwrap(), &want, F32_TOL);
+            assert_close(
+                &format!("{name} n={n}"),
+                &op(&t).unwrap().to_vec().unwrap(),
+                &want,
+                F32_TOL,
+            );
         }
     }
 }
@@ -142,7 +165,12 @@ fn sum_to_is_the_adjoint_of_broadcast() {
             }
             want[o] += x[i] as f64;
         }
-        assert_close(&format!("sum_to {from:?}->{to:?}"), &got.to_vec().unwrap(), &want, F32_TOL);
+        assert_close(
+            &format!("sum_to {from:?}->{to:?}"),
+            &got.to_vec().unwrap(),
+            &want,
+            F32_TOL,
+        );
     }
 }
 
@@ -154,18 +182,90 @@ fn backward_rules_match_finite_differences() {
     let c = (uniform(&mut r, 2, 0.5, 1.5), vec![2, 1]);
     let tol = 2e-2;
     let eps = 1e-2;
-    check_grads("add", &[a.clone(), b.clone()], |x| x[0].add(&x[1]), eps, tol);
-    check_grads("sub", &[a.clone(), c.clone()], |x| x[0].sub(&x[1]), eps, tol);
-    check_grads("mul", &[a.clone(), b.clone()], |x| x[0].mul(&x[1]), eps, tol);
-    check_grads("div", &[a.clone(), c.clone()], |x| x[0].div(&x[1]), eps, tol);
-    check_grads("maximum", &[a.clone(), b.clone()], |x| x[0].maximum(&x[1]), eps, tol);
-    check_grads("chain", &[a.clone()], |x| x[0].exp()?.mul(&x[0].log()?.add_scalar(1.0)?)?.sqrt(), eps, tol);
-    check_grads("silu", &[(randn(&mut r, 7), vec![7])], |x| x[0].silu(), eps, tol);
-    check_grads("sigmoid.tanh", &[(randn(&mut r, 5), vec![5])], |x| x[0].sigmoid()?.tanh(), eps, tol);
-    check_grads("recip.square.rsqrt", &[a.clone()], |x| x[0].recip()?.square()?.add(&x[0].rsqrt()?), eps, tol);
-    check_grads("powf.affine", &[a.clone()], |x| x[0].powf(1.7)?.affine(-2.0, 1.0), eps, tol);
-    check_grads("reshape.sum_to", &[a.clone()], |x| x[0].reshape(&[3, 2])?.sum_to(&[1, 2]), eps, tol);
-    check_grads("broadcast_to", &[b.clone()], |x| x[0].broadcast_to(&[4, 3]), eps, tol);
+    check_grads(
+        "add",
+        &[a.clone(), b.clone()],
+        |x| x[0].add(&x[1]),
+        eps,
+        tol,
+    );
+    check_grads(
+        "sub",
+        &[a.clone(), c.clone()],
+        |x| x[0].sub(&x[1]),
+        eps,
+        tol,
+    );
+    check_grads(
+        "mul",
+        &[a.clone(), b.clone()],
+        |x| x[0].mul(&x[1]),
+        eps,
+        tol,
+    );
+    check_grads(
+        "div",
+        &[a.clone(), c.clone()],
+        |x| x[0].div(&x[1]),
+        eps,
+        tol,
+    );
+    check_grads(
+        "maximum",
+        &[a.clone(), b.clone()],
+        |x| x[0].maximum(&x[1]),
+        eps,
+        tol,
+    );
+    check_grads(
+        "chain",
+        std::slice::from_ref(&a),
+        |x| x[0].exp()?.mul(&x[0].log()?.add_scalar(1.0)?)?.sqrt(),
+        eps,
+        tol,
+    );
+    check_grads(
+        "silu",
+        &[(randn(&mut r, 7), vec![7])],
+        |x| x[0].silu(),
+        eps,
+        tol,
+    );
+    check_grads(
+        "sigmoid.tanh",
+        &[(randn(&mut r, 5), vec![5])],
+        |x| x[0].sigmoid()?.tanh(),
+        eps,
+        tol,
+    );
+    check_grads(
+        "recip.square.rsqrt",
+        std::slice::from_ref(&a),
+        |x| x[0].recip()?.square()?.add(&x[0].rsqrt()?),
+        eps,
+        tol,
+    );
+    check_grads(
+        "powf.affine",
+        std::slice::from_ref(&a),
+        |x| x[0].powf(1.7)?.affine(-2.0, 1.0),
+        eps,
+        tol,
+    );
+    check_grads(
+        "reshape.sum_to",
+        std::slice::from_ref(&a),
+        |x| x[0].reshape(&[3, 2])?.sum_to(&[1, 2]),
+        eps,
+        tol,
+    );
+    check_grads(
+        "broadcast_to",
+        std::slice::from_ref(&b),
+        |x| x[0].broadcast_to(&[4, 3]),
+        eps,
+        tol,
+    );
 }
 
 #[test]
@@ -197,7 +297,10 @@ fn bad_shapes_and_dtypes_are_errors() {
     let a = tensor(&[1.0; 6], &[2, 3]);
     let b = tensor(&[1.0; 2], &[2]);
     let e = a.add(&b).unwrap_err().to_string();
-    assert!(e.contains("add") && e.contains("[2, 3]") && e.contains("[2]"), "{e}");
+    assert!(
+        e.contains("add") && e.contains("[2, 3]") && e.contains("[2]"),
+        "{e}"
+    );
     assert!(a.reshape(&[4, 2]).is_err());
     assert!(Tensor::from_slice(&dev(), &[1.0; 5], &[2, 3]).is_err());
     let h = Tensor::zeros(&dev(), &[2, 3], DType::F16);
@@ -217,5 +320,9 @@ fn pool_reuses_buffers() {
     }
     let after = d.pool_stats().buffers_created;
     // Other tests run concurrently on the same device; ten rounds of one size need at most a few.
-    assert!(after - before <= 3, "{} buffers for ten same-size tensors", after - before);
+    assert!(
+        after - before <= 3,
+        "{} buffers for ten same-size tensors",
+        after - before
+    );
 }

@@ -6,13 +6,33 @@ use crate::{grid_for, Kernel, Launch, Needs, Params, Source};
 pub static SOURCE: Source = Source {
     name: "elementwise",
     wgsl: include_str!("../wgsl/elementwise.wgsl"),
-    needs: Needs { f16: false, subgroups: false, cooperative_matrix: false },
+    needs: Needs {
+        f16: false,
+        subgroups: false,
+        cooperative_matrix: false,
+    },
 };
 
-const BINARY: Kernel = Kernel { source: &SOURCE, entry: "binary", bindings: &[1, 2, 3] };
-const UNARY: Kernel = Kernel { source: &SOURCE, entry: "unary", bindings: &[4, 5] };
-const FILL: Kernel = Kernel { source: &SOURCE, entry: "fill", bindings: &[6] };
-const SUM_TO: Kernel = Kernel { source: &SOURCE, entry: "sum_to", bindings: &[7, 8] };
+const BINARY: Kernel = Kernel {
+    source: &SOURCE,
+    entry: "binary",
+    bindings: &[1, 2, 3],
+};
+const UNARY: Kernel = Kernel {
+    source: &SOURCE,
+    entry: "unary",
+    bindings: &[4, 5],
+};
+const FILL: Kernel = Kernel {
+    source: &SOURCE,
+    entry: "fill",
+    bindings: &[6],
+};
+const SUM_TO: Kernel = Kernel {
+    source: &SOURCE,
+    entry: "sum_to",
+    bindings: &[7, 8],
+};
 
 /// Most dimensions a broadcast may have after collapsing.
 pub const MAX_RANK: usize = 8;
@@ -30,7 +50,10 @@ pub enum BinaryOp {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum UnaryOp {
     /// alpha * x + beta
-    Affine { alpha: f32, beta: f32 },
+    Affine {
+        alpha: f32,
+        beta: f32,
+    },
     Exp,
     Log,
     Sqrt,
@@ -72,8 +95,16 @@ pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let rank = a.len().max(b.len());
     let mut out = vec![0; rank];
     for i in 0..rank {
-        let da = if i + a.len() >= rank { a[i + a.len() - rank] } else { 1 };
-        let db = if i + b.len() >= rank { b[i + b.len() - rank] } else { 1 };
+        let da = if i + a.len() >= rank {
+            a[i + a.len() - rank]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= rank {
+            b[i + b.len() - rank]
+        } else {
+            1
+        };
         out[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -90,7 +121,11 @@ pub fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
     let mut strides = vec![0; out.len()];
     let mut s = 1;
     for d in (0..shape.len()).rev() {
-        strides[lead + d] = if shape[d] == 1 && out[lead + d] != 1 { 0 } else { s };
+        strides[lead + d] = if shape[d] == 1 && out[lead + d] != 1 {
+            0
+        } else {
+            s
+        };
         s *= shape[d];
     }
     strides
@@ -147,7 +182,12 @@ fn params(n: usize, dims: &[usize], sa: &[usize], sb: &[usize], alpha: f32, beta
 
 /// `out = a OP b` where a and b (contiguous) broadcast to `out_shape`. `None` when the
 /// broadcast has more than [`MAX_RANK`] non-mergeable dimensions.
-pub fn binary(op: BinaryOp, a_shape: &[usize], b_shape: &[usize], out_shape: &[usize]) -> Option<Launch> {
+pub fn binary(
+    op: BinaryOp,
+    a_shape: &[usize],
+    b_shape: &[usize],
+    out_shape: &[usize],
+) -> Option<Launch> {
     let sa = broadcast_strides(a_shape, out_shape);
     let sb = broadcast_strides(b_shape, out_shape);
     let so = broadcast_strides(out_shape, out_shape);

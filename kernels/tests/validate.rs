@@ -13,7 +13,11 @@ fn every_source_validates_and_writes_spirv() {
         )
         .validate(&module)
         .unwrap_or_else(|e| panic!("{}: {}", src.name, e.emit_to_string(src.wgsl)));
-        assert!(!module.entry_points.is_empty(), "{}: no entry point", src.name);
+        assert!(
+            !module.entry_points.is_empty(),
+            "{}: no entry point",
+            src.name
+        );
         for ep in &module.entry_points {
             let stage = (naga::ShaderStage::Compute, ep.name.as_str());
             let (m, i) = naga::back::pipeline_constants::process_overrides(
@@ -28,7 +32,12 @@ fn every_source_validates_and_writes_spirv() {
                 entry_point: ep.name.clone(),
             };
             let spv = std::panic::catch_unwind(|| {
-                naga::back::spv::write_vec(&m, &i, &naga::back::spv::Options::default(), Some(&pipeline))
+                naga::back::spv::write_vec(
+                    &m,
+                    &i,
+                    &naga::back::spv::Options::default(),
+                    Some(&pipeline),
+                )
             });
             match spv {
                 Ok(Ok(words)) => assert!(!words.is_empty()),

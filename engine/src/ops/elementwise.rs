@@ -218,7 +218,10 @@ impl Backward for DivBackward {
     fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let ga = g.div(&self.b)?;
         let gb = ga.mul(&self.a)?.div(&self.b)?.neg()?;
-        Ok(vec![Some(ga.sum_to(self.a.shape())?), Some(gb.sum_to(self.b.shape())?)])
+        Ok(vec![
+            Some(ga.sum_to(self.a.shape())?),
+            Some(gb.sum_to(self.b.shape())?),
+        ])
     }
 }
 

@@ -18,7 +18,8 @@ pub fn dev() -> Device {
     DEV.get_or_init(|| {
         let mut opts = DeviceOptions::from_env();
         opts.shader_checks = true;
-        Device::with_options(opts).expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)")
+        Device::with_options(opts)
+            .expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)")
     })
     .clone()
 }
@@ -50,7 +51,10 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     let mut worst = (0.0f64, 0usize);
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        assert!(g.is_finite() || !w.is_finite(), "{what}[{i}]: got {g}, want {w}");
+        assert!(
+            g.is_finite() || !w.is_finite(),
+            "{what}[{i}]: got {g}, want {w}"
+        );
         let err = (g as f64 - w).abs() / w.abs().max(1.0);
         if err > worst.0 || err.is_nan() {
             worst = (err, i);
@@ -83,7 +87,10 @@ pub fn check_grads(
     let wt = tensor(&w, out.shape());
     let grads = out.mul(&wt).expect("weight").backward().expect("backward");
     let objective = |xs: &[Tensor]| -> f64 {
-        let y = no_grad(|| f(xs)).expect("forward").to_vec().expect("download");
+        let y = no_grad(|| f(xs))
+            .expect("forward")
+            .to_vec()
+            .expect("download");
         y.iter().zip(&w).map(|(&a, &b)| a as f64 * b as f64).sum()
     };
     for (k, (data, shape)) in inputs.iter().enumerate() {
@@ -99,12 +106,23 @@ pub fn check_grads(
                 let xs: Vec<Tensor> = inputs
                     .iter()
                     .enumerate()
-                    .map(|(i, (di, si))| if i == k { tensor(&d, si) } else { tensor(di, si) })
+                    .map(|(i, (di, si))| {
+                        if i == k {
+                            tensor(&d, si)
+                        } else {
+                            tensor(di, si)
+                        }
+                    })
                     .collect();
                 objective(&xs)
             };
             numeric.push((eval(eps) - eval(-eps)) / (2.0 * eps as f64));
         }
-        assert_close(&format!("{what}: d/d input {k} {shape:?}"), &analytic, &numeric, tol);
+        assert_close(
+            &format!("{what}: d/d input {k} {shape:?}"),
+            &analytic,
+            &numeric,
+            tol,
+        );
     }
 }

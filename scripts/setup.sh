@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian/Ubuntu machine lacks to build and run the project:
+# a Vulkan driver (Mesa's lavapipe runs our WGSL kernels on the CPU where there is no GPU).
+set -euo pipefail
+need=()
+ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || need+=(mesa-vulkan-drivers)
+ldconfig -p | grep -q libvulkan.so.1 || need+=(libvulkan1)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+  echo "setup: installed ${need[*]}"
+fi
+command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust from rustup.rs" >&2; exit 1; }

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The project's test command: every test of the workspace, kernels compiled with wgpu's
+# runtime bounds checks on (the tests' device forces them too).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export TRAINER_SHADER_CHECKS=1
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
+cargo test --workspace --all-targets "$@"
