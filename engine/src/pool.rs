@@ -83,7 +83,7 @@ mod tests {
         assert_eq!(size_class(257), 512);
         for bytes in [1000u64, 4097, 1 << 20, (1 << 20) + 1, 123_456_789] {
             let c = size_class(bytes);
-            assert!(c >= bytes && c % 4 == 0);
+            assert!(c >= bytes && c.is_multiple_of(4));
             assert!(
                 (c - bytes) as f64 <= bytes as f64 / 8.0 + 256.0,
                 "{bytes} -> {c}"
