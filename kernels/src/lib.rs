@@ -13,6 +13,7 @@ pub mod attention;
 pub mod cast;
 pub mod elementwise;
 pub mod embedding;
+pub mod layout;
 pub mod matmul;
 pub mod norm;
 pub mod optim;
@@ -23,6 +24,7 @@ pub mod softmax;
 /// Every WGSL source of the crate (for validation tests and warm-up).
 pub fn all_sources() -> Vec<&'static Source> {
     let mut all = vec![&elementwise::SOURCE];
+    all.extend(layout::sources());
     all.extend(matmul::sources());
     all.extend(attention::sources());
     all.extend(reduce::sources());
