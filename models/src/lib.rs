@@ -1,1 +1,12 @@
-//! LLaMA and Qwen2 decoders from Hugging Face checkpoints (the models issue builds this crate).
+//! LLaMA- and Qwen2-family decoders from Hugging Face checkpoints: `config.json`,
+//! safetensors weights, the tokenizer and its chat template.
+
+pub mod config;
+mod error;
+pub mod tokenizer;
+pub mod weights;
+
+pub use config::{Arch, Config, RopeScaling};
+pub use error::{Error, Result};
+pub use tokenizer::{Message, Tokenizer};
+pub use weights::{Init, Weights};
