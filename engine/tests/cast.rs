@@ -18,26 +18,26 @@ fn edge_values() -> Vec<f32> {
         f32::INFINITY,
         f32::NEG_INFINITY,
         f32::NAN,
-        65504.0,         // f16::MAX
+        65504.0, // f16::MAX
         -65504.0,
-        65519.99,        // just under half an ulp above MAX: rounds down to MAX
-        65520.0,         // exactly half an ulp above MAX: ties to even -> inf
+        65519.99, // just under half an ulp above MAX: rounds down to MAX
+        65520.0,  // exactly half an ulp above MAX: ties to even -> inf
         -65520.0,
         65536.0,
         1.0e6,
         f32::MAX,
-        6.103_515_6e-5,  // smallest normal f16, 2^-14
-        6.097e-5,        // just below: largest subnormals
-        5.960_464_5e-8,  // smallest subnormal, 2^-24
+        6.103_515_6e-5, // smallest normal f16, 2^-14
+        6.097e-5,       // just below: largest subnormals
+        5.960_464_5e-8, // smallest subnormal, 2^-24
         -5.960_464_5e-8,
-        2.980_232_2e-8,  // 2^-25: tie between 0 and 2^-24 -> 0 (even)
-        2.980_233e-8,    // just above the tie -> 2^-24
-        8.940_697e-8,    // 1.5 * 2^-24: tie -> 2 * 2^-24 (even)
+        2.980_232_2e-8, // 2^-25: tie between 0 and 2^-24 -> 0 (even)
+        2.980_233e-8,   // just above the tie -> 2^-24
+        8.940_697e-8,   // 1.5 * 2^-24: tie -> 2 * 2^-24 (even)
         1.0e-10,
         f32::MIN_POSITIVE,
-        1.0e-45,         // f32 subnormal
-        1.000_488_3,     // 1 + 2^-11: tie -> 1 (even)
-        1.001_464_8,     // 1 + 3 * 2^-11: tie -> 1 + 2^-9 (even)
+        1.0e-45,     // f32 subnormal
+        1.000_488_3, // 1 + 2^-11: tie -> 1 (even)
+        1.001_464_8, // 1 + 3 * 2^-11: tie -> 1 + 2^-9 (even)
         1.000_488_4,
         std::f32::consts::PI,
         0.1,
@@ -94,7 +94,12 @@ fn f16_to_f32_is_exact_for_every_f16() {
     for (i, (&g, &h)) in got.iter().zip(&all).enumerate() {
         let want = f32::from(h);
         let same = g.to_bits() == want.to_bits();
-        assert!(same, "[{i}] f32({:#06x}) = {g:e} ({:#010x}), want {want:e}", h.to_bits(), g.to_bits());
+        assert!(
+            same,
+            "[{i}] f32({:#06x}) = {g:e} ({:#010x}), want {want:e}",
+            h.to_bits(),
+            g.to_bits()
+        );
     }
     // odd length: the last element sits in the low half of the last word
     let h = Tensor::from_f16_slice(&dev(), &all[1..4], &[3]).unwrap();
@@ -105,7 +110,10 @@ fn f16_to_f32_is_exact_for_every_f16() {
 #[test]
 fn round_trips() {
     // f16 -> f32 -> f16 is the identity on every non-NaN pattern
-    let all: Vec<f16> = (0..=u16::MAX).map(f16::from_bits).filter(|h| !h.is_nan()).collect();
+    let all: Vec<f16> = (0..=u16::MAX)
+        .map(f16::from_bits)
+        .filter(|h| !h.is_nan())
+        .collect();
     let n = all.len();
     let back = Tensor::from_f16_slice(&dev(), &all, &[n])
         .unwrap()
@@ -115,7 +123,10 @@ fn round_trips() {
         .unwrap()
         .to_vec_f16()
         .unwrap();
-    assert!(back.iter().zip(&all).all(|(a, b)| a.to_bits() == b.to_bits()));
+    assert!(back
+        .iter()
+        .zip(&all)
+        .all(|(a, b)| a.to_bits() == b.to_bits()));
     // f32 -> f16 -> f32 is within half an f16 ulp (relative 2^-11) in the normal range
     let x = uniform(&mut rng(9), 257, -1000.0, 1000.0);
     let got = tensor(&x, &[257])
@@ -126,7 +137,10 @@ fn round_trips() {
         .to_vec()
         .unwrap();
     for (&g, &v) in got.iter().zip(&x) {
-        assert!((g - v).abs() <= v.abs() * 2f32.powi(-11) + 2f32.powi(-24), "{v} -> {g}");
+        assert!(
+            (g - v).abs() <= v.abs() * 2f32.powi(-11) + 2f32.powi(-24),
+            "{v} -> {g}"
+        );
     }
     // casting to the own dtype is free
     let t = tensor(&x, &[257]);
@@ -145,7 +159,9 @@ fn backward_is_identity_in_f32() {
     // Points and step on the 1/64 grid are exact in f16, so the finite differences of the
     // round trip are exact too.
     let mut r = rng(11);
-    let x: Vec<f32> = (0..37).map(|_| rand::Rng::random_range(&mut r, -64..64) as f32 / 64.0).collect();
+    let x: Vec<f32> = (0..37)
+        .map(|_| rand::Rng::random_range(&mut r, -64..64) as f32 / 64.0)
+        .collect();
     check_grads(
         "f32 -> f16 -> f32",
         &[(x.clone(), vec![37])],

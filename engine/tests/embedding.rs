@@ -16,7 +16,15 @@ fn ids_tensor(ids: &[u32], shape: &[usize]) -> Tensor {
 
 fn gather_ref(w: &[f32], d: usize, vocab: usize, ids: &[u32]) -> Vec<f64> {
     ids.iter()
-        .flat_map(|&id| (0..d).map(move |c| if (id as usize) < vocab { w[id as usize * d + c] as f64 } else { 0.0 }))
+        .flat_map(|&id| {
+            (0..d).map(move |c| {
+                if (id as usize) < vocab {
+                    w[id as usize * d + c] as f64
+                } else {
+                    0.0
+                }
+            })
+        })
         .collect()
 }
 
@@ -47,7 +55,7 @@ const CASES: &[(usize, usize, &[usize])] = &[
 fn draw_ids(r: &mut rand::rngs::StdRng, vocab: usize, n: usize) -> Vec<u32> {
     let mut ids: Vec<u32> = (0..n)
         .map(|k| match k % 5 {
-            0 => 0,                                       // a very frequent id (padding)
+            0 => 0,                                      // a very frequent id (padding)
             1 => r.random_range(0..vocab.min(8)) as u32, // a few frequent ids
             _ => r.random_range(0..vocab) as u32,
         })
@@ -73,9 +81,18 @@ fn forward_and_backward_match_reference() {
         want_shape.push(d);
         assert_eq!(out.shape(), &want_shape[..]);
         let what = format!("V={vocab} d={d} ids {ids_shape:?}");
-        assert_close(&format!("gather {what}"), &out.to_vec().unwrap(), &gather_ref(&w, d, vocab, &ids), 0.0);
+        assert_close(
+            &format!("gather {what}"),
+            &out.to_vec().unwrap(),
+            &gather_ref(&w, d, vocab, &ids),
+            0.0,
+        );
 
-        let grads = out.mul(&tensor(&g, out.shape())).unwrap().backward().unwrap();
+        let grads = out
+            .mul(&tensor(&g, out.shape()))
+            .unwrap()
+            .backward()
+            .unwrap();
         let got = grads.get(&weight).expect("weight gradient");
         assert_eq!(got.shape(), &[vocab, d]);
         let got = got.to_vec().unwrap();
@@ -83,7 +100,10 @@ fn forward_and_backward_match_reference() {
         assert_close(&format!("grad {what}"), &got, &want, F32_TOL);
         // deterministic: the same additions in the same order as a sequential sum
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert!(bits(&got) == bits(&seq), "{what}: gradient differs from the position-order f32 sum");
+        assert!(
+            bits(&got) == bits(&seq),
+            "{what}: gradient differs from the position-order f32 sum"
+        );
     }
 }
 
@@ -96,12 +116,27 @@ fn out_of_range_ids_read_nothing_and_get_no_gradient() {
     let weight = tensor(&w, &[vocab, d]);
     let idt = ids_tensor(&ids, &[ids.len()]);
     let out = embedding(&weight, &idt).unwrap();
-    assert_close("gather", &out.to_vec().unwrap(), &gather_ref(&w, d, vocab, &ids), 0.0);
+    assert_close(
+        "gather",
+        &out.to_vec().unwrap(),
+        &gather_ref(&w, d, vocab, &ids),
+        0.0,
+    );
     let got = embedding_grad(&idt, &tensor(&g, &[ids.len(), d]), vocab).unwrap();
-    assert_close("grad", &got.to_vec().unwrap(), &grad_ref(&g, d, vocab, &ids).0, F32_TOL);
+    assert_close(
+        "grad",
+        &got.to_vec().unwrap(),
+        &grad_ref(&g, d, vocab, &ids).0,
+        F32_TOL,
+    );
 
     match check_ids(&ids, vocab) {
-        Err(Error::IdOutOfRange { id: 10, position: 1, vocab: 10, .. }) => {}
+        Err(Error::IdOutOfRange {
+            id: 10,
+            position: 1,
+            vocab: 10,
+            ..
+        }) => {}
         other => panic!("expected id 10 at position 1 out of range, got {other:?}"),
     }
     let msg = check_ids(&ids, vocab).unwrap_err().to_string();
@@ -113,7 +148,13 @@ fn out_of_range_ids_read_nothing_and_get_no_gradient() {
 fn backward_matches_finite_differences() {
     let ids = ids_tensor(&[2, 0, 2, 6, 2, 5], &[2, 3]);
     let w = randn(&mut rng(24), 7 * 3);
-    check_grads("embedding", &[(w, vec![7, 3])], |t| embedding(&t[0], &ids), 1e-2, 2e-2);
+    check_grads(
+        "embedding",
+        &[(w, vec![7, 3])],
+        |t| embedding(&t[0], &ids),
+        1e-2,
+        2e-2,
+    );
 }
 
 #[test]
@@ -139,7 +180,7 @@ fn bad_operands_are_errors() {
     assert!(embedding(&tensor(&[0.0; 6], &[6]), &ids).is_err()); // weight not 2-D
     assert!(embedding(&w, &tensor(&[0.0, 1.0], &[2])).is_err()); // f32 ids
     assert!(embedding_grad(&ids, &tensor(&[0.0; 6], &[3, 2]), 2).is_err()); // grad shape
-    // no ids: an empty lookup, and an all-zero gradient
+                                                                            // no ids: an empty lookup, and an all-zero gradient
     let none = ids_tensor(&[], &[0]);
     assert_eq!(embedding(&w, &none).unwrap().shape(), &[0, 3]);
     let g = embedding_grad(&none, &tensor(&[], &[0, 3]), 2).unwrap();

@@ -7,11 +7,23 @@ pub static SOURCE: Source = Source {
     name: "cast",
     wgsl: include_str!("../wgsl/cast.wgsl"),
     // Integer arithmetic on the bit patterns only: no `enable f16;` (see the WGSL header).
-    needs: Needs { f16: false, subgroups: false, cooperative_matrix: false },
+    needs: Needs {
+        f16: false,
+        subgroups: false,
+        cooperative_matrix: false,
+    },
 };
 
-const F32_TO_F16: Kernel = Kernel { source: &SOURCE, entry: "f32_to_f16", bindings: &[1, 2] };
-const F16_TO_F32: Kernel = Kernel { source: &SOURCE, entry: "f16_to_f32", bindings: &[3, 4] };
+const F32_TO_F16: Kernel = Kernel {
+    source: &SOURCE,
+    entry: "f32_to_f16",
+    bindings: &[1, 2],
+};
+const F16_TO_F32: Kernel = Kernel {
+    source: &SOURCE,
+    entry: "f16_to_f32",
+    bindings: &[3, 4],
+};
 
 /// The WGSL sources of this family.
 pub fn sources() -> Vec<&'static Source> {

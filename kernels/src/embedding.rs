@@ -6,15 +6,43 @@ use crate::{grid_for, Kernel, Launch, Needs, Params, Source};
 pub static SOURCE: Source = Source {
     name: "embedding",
     wgsl: include_str!("../wgsl/embedding.wgsl"),
-    needs: Needs { f16: false, subgroups: false, cooperative_matrix: false },
+    needs: Needs {
+        f16: false,
+        subgroups: false,
+        cooperative_matrix: false,
+    },
 };
 
-const GATHER: Kernel = Kernel { source: &SOURCE, entry: "gather", bindings: &[1, 2, 3] };
-const IOTA: Kernel = Kernel { source: &SOURCE, entry: "iota", bindings: &[4] };
-const DIGIT_HIST: Kernel = Kernel { source: &SOURCE, entry: "digit_hist", bindings: &[5, 6, 7] };
-const SCAN_TABLE: Kernel = Kernel { source: &SOURCE, entry: "scan_table", bindings: &[8] };
-const DIGIT_SCATTER: Kernel = Kernel { source: &SOURCE, entry: "digit_scatter", bindings: &[9, 10, 11, 12] };
-const SEGMENT_SUM: Kernel = Kernel { source: &SOURCE, entry: "segment_sum", bindings: &[13, 14, 15, 16] };
+const GATHER: Kernel = Kernel {
+    source: &SOURCE,
+    entry: "gather",
+    bindings: &[1, 2, 3],
+};
+const IOTA: Kernel = Kernel {
+    source: &SOURCE,
+    entry: "iota",
+    bindings: &[4],
+};
+const DIGIT_HIST: Kernel = Kernel {
+    source: &SOURCE,
+    entry: "digit_hist",
+    bindings: &[5, 6, 7],
+};
+const SCAN_TABLE: Kernel = Kernel {
+    source: &SOURCE,
+    entry: "scan_table",
+    bindings: &[8],
+};
+const DIGIT_SCATTER: Kernel = Kernel {
+    source: &SOURCE,
+    entry: "digit_scatter",
+    bindings: &[9, 10, 11, 12],
+};
+const SEGMENT_SUM: Kernel = Kernel {
+    source: &SOURCE,
+    entry: "segment_sum",
+    bindings: &[13, 14, 15, 16],
+};
 
 /// Positions per sort block (the workgroup size of the sort kernels).
 const BLOCK: usize = 256;

@@ -26,10 +26,10 @@ fn linear_id(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * 256u + lid;
 }
 
-// Round-to-nearest-even increment: 1 when the dropped bits `rest` exceed half of their unit,
+// Round-to-nearest-even increment: 1 when the dropped bits `rest` exceed `tie` (half their unit),
 // or equal it and the kept value `q` is odd.
-fn round_up(q: u32, rest: u32, half: u32) -> u32 {
-    return select(0u, 1u, rest > half || (rest == half && (q & 1u) == 1u));
+fn round_up(q: u32, rest: u32, tie: u32) -> u32 {
+    return select(0u, 1u, rest > tie || (rest == tie && (q & 1u) == 1u));
 }
 
 // IEEE binary32 bits -> binary16 bits (in the low 16 bits).

@@ -74,10 +74,18 @@ pub fn embedding_grad(ids: &Tensor, grad_out: &Tensor, vocab: usize) -> Result<T
     for pass in 0..k::sort_passes(vocab) {
         run(OP, &k::digit_hist(n, vocab, pass), &[ids, &src, &table])?;
         run(OP, &k::scan_table(n), &[&table])?;
-        run(OP, &k::digit_scatter(n, vocab, pass), &[ids, &src, &table, &dst])?;
+        run(
+            OP,
+            &k::digit_scatter(n, vocab, pass),
+            &[ids, &src, &table, &dst],
+        )?;
         std::mem::swap(&mut src, &mut dst);
     }
-    run(OP, &k::segment_sum(n, d, vocab), &[ids, &src, grad_out, &out])?;
+    run(
+        OP,
+        &k::segment_sum(n, d, vocab),
+        &[ids, &src, grad_out, &out],
+    )?;
     Ok(out)
 }
 
