@@ -2,6 +2,7 @@
 //! global L2 norm of a list of gradients, and clipping by it (torch's `clip_grad_norm_`)
 //! without a host round trip: the clip scale stays in a small GPU buffer the step kernel reads.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use kernels::optim::{self as k, AdamWStep};
@@ -119,8 +120,8 @@ impl AdamW {
             norm_into(&dev, &grad_list, &stats, max_norm)?;
             for &(p, g) in &pairs {
                 let st = match self.state.entry(p.id()) {
-                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(e) => e.insert(ParamState {
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(e) => e.insert(ParamState {
                         m: Tensor::zeros(&dev, p.shape(), DType::F32)?,
                         v: Tensor::zeros(&dev, p.shape(), DType::F32)?,
                         step: 0,
