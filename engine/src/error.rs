@@ -67,6 +67,15 @@ pub enum Error {
     #[error("{op}: tensors live on different devices")]
     DeviceMismatch { op: &'static str },
 
+    // --- values ---
+    #[error("{op}: id {id} at position {position} is out of range for a vocabulary of {vocab}")]
+    IdOutOfRange {
+        op: &'static str,
+        id: u32,
+        position: usize,
+        vocab: usize,
+    },
+
     // --- autograd ---
     #[error("backward: {0}")]
     Backward(String),

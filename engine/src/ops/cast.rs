@@ -1,1 +1,49 @@
-//! f32 <-> f16 casts.
+//! f32 <-> f16 casts (`Tensor::to_dtype`) and their backward rule. Gradients are always f32,
+//! so the gradient of a cast is the incoming gradient as f32, whichever way the cast went.
+
+use kernels::cast as k;
+
+use crate::autograd::Backward;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::ops::run;
+use crate::tensor::Tensor;
+
+impl Tensor {
+    /// This tensor as `dtype`: F32 -> F16 rounds to nearest even (overflow gives inf, as in
+    /// IEEE), F16 -> F32 is exact. Casting to the tensor's own dtype returns it unchanged.
+    /// U32 tensors are not cast (ids are not numbers to convert).
+    pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
+        if dtype == self.dtype() {
+            return Ok(self.clone());
+        }
+        let launch = match (self.dtype(), dtype) {
+            (DType::F32, DType::F16) => k::f32_to_f16(self.elem_count()),
+            (DType::F16, DType::F32) => k::f16_to_f32(self.elem_count()),
+            // one side is U32: name the float dtype the other side would need
+            (from, to) => {
+                return Err(Error::DTypeMismatch {
+                    op: "to_dtype",
+                    expected: if from == DType::U32 { to } else { from },
+                    got: DType::U32,
+                })
+            }
+        };
+        let out = Tensor::uninit(self.device(), "to_dtype", self.shape(), dtype)?;
+        run("to_dtype", &launch, &[self, &out])?;
+        Ok(out.recorded(&[self], || CastBackward))
+    }
+}
+
+/// d cast(x)/dx = 1 (the rounding is treated as the identity, as every framework does);
+/// the gradient is kept in f32.
+struct CastBackward;
+
+impl Backward for CastBackward {
+    fn name(&self) -> &'static str {
+        "to_dtype"
+    }
+    fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(g.to_dtype(DType::F32)?)])
+    }
+}

@@ -1,1 +1,230 @@
-//! Fused AdamW step, global L2 norm and clipping by it.
+//! AdamW with torch.optim.AdamW's semantics as one fused in-place kernel per parameter, the
+//! global L2 norm of a list of gradients, and clipping by it (torch's `clip_grad_norm_`)
+//! without a host round trip: the clip scale stays in a small GPU buffer the step kernel reads.
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+
+use kernels::optim::{self as k, AdamWStep};
+
+use crate::autograd::{no_grad, Gradients};
+use crate::device::Device;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::ops::run;
+use crate::tensor::{Tensor, TensorId};
+
+/// The moments of one parameter and its own step count (as torch keeps them).
+#[derive(Debug, Clone)]
+pub struct ParamState {
+    /// First moment (exp_avg), f32, the parameter's shape.
+    pub m: Tensor,
+    /// Second moment (exp_avg_sq), f32, the parameter's shape.
+    pub v: Tensor,
+    /// Number of updates this parameter has had.
+    pub step: u64,
+}
+
+/// AdamW with decoupled weight decay, as torch.optim.AdamW (amsgrad off):
+/// `p *= 1 - lr wd; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+///  p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)`.
+/// The hyper-parameters are public so schedules can change them between steps.
+#[derive(Debug)]
+pub struct AdamW {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    state: HashMap<TensorId, ParamState>,
+    steps: u64,
+}
+
+/// What one [`AdamW::step`] measured, left on the GPU until asked for.
+#[derive(Debug, Clone)]
+pub struct StepStats {
+    /// `[gradient norm, clip scale]` (the scale is 1 when not clipping).
+    pub norm_and_scale: Tensor,
+    /// Parameters updated (those with a gradient).
+    pub updated: usize,
+}
+
+impl StepStats {
+    /// The global L2 norm of the gradients, before clipping (downloads two floats).
+    pub fn grad_norm(&self) -> Result<f32> {
+        Ok(self.norm_and_scale.to_vec()?[0])
+    }
+    /// The factor the gradients were multiplied by (downloads two floats).
+    pub fn clip_scale(&self) -> Result<f32> {
+        Ok(self.norm_and_scale.to_vec()?[1])
+    }
+}
+
+impl AdamW {
+    /// torch's defaults: betas (0.9, 0.999), eps 1e-8, weight decay 0.01.
+    pub fn new(lr: f32) -> Self {
+        AdamW {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+            state: HashMap::new(),
+            steps: 0,
+        }
+    }
+
+    /// One update of every parameter in `params` that has a gradient in `grads` (the others
+    /// are left alone, their moments and step count too). With `max_norm`, the gradients are
+    /// scaled by `min(1, max_norm / (norm + 1e-6))` where `norm` is the L2 norm over all of
+    /// them, as `clip_grad_norm_` does; the gradient tensors themselves are not modified.
+    /// Moments start at zero. Everything is checked before anything is updated.
+    pub fn step(
+        &mut self,
+        params: &[Tensor],
+        grads: &Gradients,
+        max_norm: Option<f32>,
+    ) -> Result<StepStats> {
+        const OP: &str = "adamw";
+        let Some(first) = params.first() else {
+            return Err(Error::BadShape {
+                op: OP,
+                shape: vec![],
+                reason: "no parameters to update".into(),
+            });
+        };
+        let dev = first.device().clone();
+        let mut seen = HashSet::new();
+        let mut pairs = Vec::new();
+        for p in params {
+            if !seen.insert(p.id()) {
+                continue; // listed twice: update once
+            }
+            let Some(g) = grads.get(p) else { continue };
+            p.check_same_device(OP, first)?;
+            g.check_same_device(OP, first)?;
+            p.expect_dtype(OP, DType::F32)?;
+            g.expect_dtype(OP, DType::F32)?;
+            if g.shape() != p.shape() {
+                return Err(Error::ShapeMismatch {
+                    op: OP,
+                    lhs: p.shape().to_vec(),
+                    rhs: g.shape().to_vec(),
+                });
+            }
+            pairs.push((p, g));
+        }
+        no_grad(|| {
+            let grad_list: Vec<&Tensor> = pairs.iter().map(|&(_, g)| g).collect();
+            let stats = Tensor::uninit(&dev, OP, &[2], DType::F32)?;
+            norm_into(&dev, &grad_list, &stats, max_norm)?;
+            for &(p, g) in &pairs {
+                let st = match self.state.entry(p.id()) {
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(e) => e.insert(ParamState {
+                        m: Tensor::zeros(&dev, p.shape(), DType::F32)?,
+                        v: Tensor::zeros(&dev, p.shape(), DType::F32)?,
+                        step: 0,
+                    }),
+                };
+                st.step += 1;
+                let launch = k::adamw(
+                    p.elem_count(),
+                    AdamWStep {
+                        lr: self.lr as f64,
+                        beta1: self.beta1 as f64,
+                        beta2: self.beta2 as f64,
+                        eps: self.eps as f64,
+                        weight_decay: self.weight_decay as f64,
+                        t: st.step,
+                    },
+                );
+                // The parameter is the output binding: its storage is updated in place.
+                run(OP, &launch, &[p, &st.m, &st.v, g, &stats])?;
+            }
+            self.steps += 1;
+            Ok(StepStats {
+                norm_and_scale: stats,
+                updated: pairs.len(),
+            })
+        })
+    }
+
+    /// The moments and step count of `param`, once it has been updated (for checkpoints).
+    pub fn state(&self, param: &Tensor) -> Option<&ParamState> {
+        self.state.get(&param.id())
+    }
+
+    /// Every parameter's state, by the parameter's id.
+    pub fn states(&self) -> impl Iterator<Item = (&TensorId, &ParamState)> {
+        self.state.iter()
+    }
+
+    /// Restore the state of `param` (from a checkpoint): `m` and `v` must be f32 tensors of
+    /// the parameter's shape on its device.
+    pub fn set_state(&mut self, param: &Tensor, state: ParamState) -> Result<()> {
+        const OP: &str = "adamw_set_state";
+        for t in [&state.m, &state.v] {
+            t.check_same_device(OP, param)?;
+            t.expect_dtype(OP, DType::F32)?;
+            if t.shape() != param.shape() {
+                return Err(Error::ShapeMismatch {
+                    op: OP,
+                    lhs: param.shape().to_vec(),
+                    rhs: t.shape().to_vec(),
+                });
+            }
+        }
+        self.state.insert(param.id(), state);
+        Ok(())
+    }
+
+    /// Number of `step` calls made (or restored with [`AdamW::set_steps`]).
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    pub fn set_steps(&mut self, steps: u64) {
+        self.steps = steps;
+    }
+}
+
+/// The L2 norm of all elements of `grads` taken together, as a one-element tensor (shape
+/// `[]`) left on the GPU. Each tensor is reduced into a few partial sums, then one workgroup
+/// adds them, always in the same order.
+pub fn global_norm(grads: &[&Tensor]) -> Result<Tensor> {
+    let Some(first) = grads.first() else {
+        return Err(Error::BadShape {
+            op: "global_norm",
+            shape: vec![],
+            reason: "no tensors given".into(),
+        });
+    };
+    let dev = first.device().clone();
+    let out = Tensor::uninit(&dev, "global_norm", &[], DType::F32)?;
+    norm_into(&dev, grads, &out, None)?;
+    Ok(out)
+}
+
+/// `out = [norm]` or `out = [norm, clip scale]` over `grads` (f32, on `dev`).
+fn norm_into(dev: &Device, grads: &[&Tensor], out: &Tensor, max_norm: Option<f32>) -> Result<()> {
+    const OP: &str = "global_norm";
+    for g in grads {
+        g.expect_dtype(OP, DType::F32)?;
+        if !g.device().same(dev) {
+            return Err(Error::DeviceMismatch { op: OP });
+        }
+    }
+    let count: usize = grads.iter().map(|g| k::partials_for(g.elem_count())).sum();
+    let partials = Tensor::uninit(dev, OP, &[count], DType::F32)?;
+    let mut offset = 0;
+    for g in grads {
+        run(
+            OP,
+            &k::sumsq_partial(g.elem_count(), offset),
+            &[g, &partials],
+        )?;
+        offset += k::partials_for(g.elem_count());
+    }
+    run(OP, &k::norm_finalize(count, max_norm), &[&partials, out])
+}
