@@ -18,7 +18,9 @@ pub enum Arch {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RopeScaling {
     None,
-    Linear { factor: f64 },
+    Linear {
+        factor: f64,
+    },
     Llama3 {
         factor: f64,
         low_freq_factor: f64,
@@ -86,7 +88,10 @@ impl Config {
 
     /// Parse config.json text; `path` names it in errors.
     pub fn from_json(text: &str, path: &Path) -> Result<Config> {
-        let json_err = |e: serde_json::Error| Error::Json { path: path.into(), msg: e.to_string() };
+        let json_err = |e: serde_json::Error| Error::Json {
+            path: path.into(),
+            msg: e.to_string(),
+        };
         let raw: Value = serde_json::from_str(text).map_err(json_err)?;
         let c: RawConfig = serde_json::from_value(raw.clone()).map_err(json_err)?;
         let p = path.to_path_buf();
@@ -94,7 +99,12 @@ impl Config {
         let arch = match model_type.as_str() {
             "llama" => Arch::Llama,
             "qwen2" => Arch::Qwen2,
-            _ => return Err(Error::UnknownArchitecture { path: p, model_type }),
+            _ => {
+                return Err(Error::UnknownArchitecture {
+                    path: p,
+                    model_type,
+                })
+            }
         };
         let need = |v: Option<usize>, field: &'static str| -> Result<usize> {
             match v {
@@ -106,7 +116,10 @@ impl Config {
         };
         let hidden_size = need(c.hidden_size, "hidden_size")?;
         let num_attention_heads = need(c.num_attention_heads, "num_attention_heads")?;
-        let num_key_value_heads = need(c.num_key_value_heads.or(Some(num_attention_heads)), "num_key_value_heads")?;
+        let num_key_value_heads = need(
+            c.num_key_value_heads.or(Some(num_attention_heads)),
+            "num_key_value_heads",
+        )?;
         if num_attention_heads % num_key_value_heads != 0 {
             return Err(bad(
                 &p,
@@ -117,34 +130,63 @@ impl Config {
         let head_dim = match c.head_dim {
             Some(d) => need(Some(d), "head_dim")?,
             None if hidden_size % num_attention_heads == 0 => hidden_size / num_attention_heads,
-            None => return Err(bad(&p, "head_dim", "missing, and hidden_size is not a multiple of the heads")),
+            None => {
+                return Err(bad(
+                    &p,
+                    "head_dim",
+                    "missing, and hidden_size is not a multiple of the heads",
+                ))
+            }
         };
         if head_dim % 2 != 0 {
             return Err(bad(&p, "head_dim", "must be even for rotary embeddings"));
         }
         if let Some(act) = &c.hidden_act {
             if act != "silu" {
-                return Err(bad(&p, "hidden_act", &format!("{act:?} is not supported (silu is)")));
+                return Err(bad(
+                    &p,
+                    "hidden_act",
+                    &format!("{act:?} is not supported (silu is)"),
+                ));
             }
         }
         if c.mlp_bias == Some(true) {
             return Err(bad(&p, "mlp_bias", "MLP biases are not supported"));
         }
         if c.use_sliding_window == Some(true) {
-            return Err(bad(&p, "use_sliding_window", "sliding-window attention is not supported"));
+            return Err(bad(
+                &p,
+                "use_sliding_window",
+                "sliding-window attention is not supported",
+            ));
         }
         let rms_norm_eps = c.rms_norm_eps.unwrap_or(1e-6);
         if !(rms_norm_eps > 0.0 && rms_norm_eps < 1.0) {
-            return Err(bad(&p, "rms_norm_eps", &format!("{rms_norm_eps} is outside (0, 1)")));
+            return Err(bad(
+                &p,
+                "rms_norm_eps",
+                &format!("{rms_norm_eps} is outside (0, 1)"),
+            ));
         }
         // transformers 5 keeps theta and scaling in rope_parameters; 4 in rope_theta/rope_scaling.
-        let rope = c.rope_parameters.as_ref().or(c.rope_scaling.as_ref()).filter(|v| !v.is_null());
+        let rope = c
+            .rope_parameters
+            .as_ref()
+            .or(c.rope_scaling.as_ref())
+            .filter(|v| !v.is_null());
         let rope_theta = c
             .rope_theta
-            .or_else(|| rope.and_then(|r| r.get("rope_theta")).and_then(Value::as_f64))
+            .or_else(|| {
+                rope.and_then(|r| r.get("rope_theta"))
+                    .and_then(Value::as_f64)
+            })
             .unwrap_or(10_000.0);
         if !(rope_theta > 0.0 && rope_theta.is_finite()) {
-            return Err(bad(&p, "rope_theta", &format!("{rope_theta} must be positive")));
+            return Err(bad(
+                &p,
+                "rope_theta",
+                &format!("{rope_theta} must be positive"),
+            ));
         }
         let rope_scaling = match rope {
             None => RopeScaling::None,
@@ -202,7 +244,8 @@ impl Config {
                         let scaled = if wavelen > low_wavelen { f / factor } else { f };
                         let medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
                         if medium {
-                            let smooth = (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                            let smooth = (old / wavelen - low_freq_factor)
+                                / (high_freq_factor - low_freq_factor);
                             ((1.0 - smooth) * scaled / factor + smooth * scaled) as f32
                         } else {
                             scaled as f32
@@ -218,20 +261,35 @@ impl Config {
         let (h, i, v) = (self.hidden_size, self.intermediate_size, self.vocab_size);
         let q = self.num_attention_heads * self.head_dim;
         let kv = self.num_key_value_heads * self.head_dim;
-        let attn = h * q + 2 * h * kv + q * h + if self.qkv_bias { q + 2 * kv } else { 0 } + if self.o_bias { h } else { 0 };
+        let attn = h * q
+            + 2 * h * kv
+            + q * h
+            + if self.qkv_bias { q + 2 * kv } else { 0 }
+            + if self.o_bias { h } else { 0 };
         let layer = attn + 3 * h * i + 2 * h;
-        v * h + self.num_hidden_layers * layer + h + if self.tie_word_embeddings { 0 } else { v * h }
+        v * h
+            + self.num_hidden_layers * layer
+            + h
+            + if self.tie_word_embeddings { 0 } else { v * h }
     }
 }
 
 fn bad(path: &Path, field: &'static str, msg: &str) -> Error {
-    Error::Config { path: PathBuf::from(path), field, msg: msg.to_string() }
+    Error::Config {
+        path: PathBuf::from(path),
+        field,
+        msg: msg.to_string(),
+    }
 }
 
 fn token_ids(v: Option<&Value>) -> Vec<u32> {
     match v {
         Some(Value::Number(n)) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_u64).map(|x| x as u32).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_u64)
+            .map(|x| x as u32)
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -246,15 +304,27 @@ fn parse_rope_scaling(r: &Value, path: &Path) -> Result<RopeScaling> {
         r.get(key)
             .and_then(Value::as_f64)
             .filter(|x| x.is_finite() && *x > 0.0)
-            .ok_or_else(|| bad(path, "rope_scaling", &format!("{kind} scaling needs a positive `{key}`")))
+            .ok_or_else(|| {
+                bad(
+                    path,
+                    "rope_scaling",
+                    &format!("{kind} scaling needs a positive `{key}`"),
+                )
+            })
     };
     match kind {
         "default" => Ok(RopeScaling::None),
-        "linear" => Ok(RopeScaling::Linear { factor: num("factor")? }),
+        "linear" => Ok(RopeScaling::Linear {
+            factor: num("factor")?,
+        }),
         "llama3" => {
             let (low, high) = (num("low_freq_factor")?, num("high_freq_factor")?);
             if high <= low {
-                return Err(bad(path, "rope_scaling", "high_freq_factor must exceed low_freq_factor"));
+                return Err(bad(
+                    path,
+                    "rope_scaling",
+                    "high_freq_factor must exceed low_freq_factor",
+                ));
             }
             Ok(RopeScaling::Llama3 {
                 factor: num("factor")?,
@@ -263,6 +333,10 @@ fn parse_rope_scaling(r: &Value, path: &Path) -> Result<RopeScaling> {
                 original_max_position_embeddings: num("original_max_position_embeddings")?,
             })
         }
-        other => Err(bad(path, "rope_scaling", &format!("rope type {other:?} is not supported (default, linear, llama3 are)"))),
+        other => Err(bad(
+            path,
+            "rope_scaling",
+            &format!("rope type {other:?} is not supported (default, linear, llama3 are)"),
+        )),
     }
 }

@@ -19,7 +19,10 @@ pub struct Message {
 
 impl Message {
     pub fn new(role: &str, content: &str) -> Message {
-        Message { role: role.into(), content: content.into() }
+        Message {
+            role: role.into(),
+            content: content.into(),
+        }
     }
 }
 
@@ -47,14 +50,22 @@ impl Tokenizer {
     pub fn from_dir(dir: &Path) -> Result<Tokenizer> {
         let path = dir.join("tokenizer.json");
         if !path.exists() {
-            return Err(Error::Tokenizer { path, msg: "missing (a model folder needs tokenizer.json)".into() });
+            return Err(Error::Tokenizer {
+                path,
+                msg: "missing (a model folder needs tokenizer.json)".into(),
+            });
         }
-        let inner = tokenizers::Tokenizer::from_file(&path)
-            .map_err(|e| Error::Tokenizer { path: path.clone(), msg: format!("does not parse: {e}") })?;
+        let inner = tokenizers::Tokenizer::from_file(&path).map_err(|e| Error::Tokenizer {
+            path: path.clone(),
+            msg: format!("does not parse: {e}"),
+        })?;
         let cfg_path = dir.join("tokenizer_config.json");
         let cfg: Value = if cfg_path.exists() {
             let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
-            serde_json::from_str(&text).map_err(|e| Error::Json { path: cfg_path.clone(), msg: e.to_string() })?
+            serde_json::from_str(&text).map_err(|e| Error::Json {
+                path: cfg_path.clone(),
+                msg: e.to_string(),
+            })?
         } else {
             Value::Null
         };
@@ -77,22 +88,37 @@ impl Tokenizer {
         let bos_token = token_string(cfg.get("bos_token"));
         let eos_token = token_string(cfg.get("eos_token"));
         let eos_token_id = eos_token.as_deref().and_then(|t| inner.token_to_id(t));
-        Ok(Tokenizer { inner, dir: dir.to_path_buf(), chat_template, bos_token, eos_token, eos_token_id })
+        Ok(Tokenizer {
+            inner,
+            dir: dir.to_path_buf(),
+            chat_template,
+            bos_token,
+            eos_token,
+            eos_token_id,
+        })
     }
 
     fn err(&self, msg: String) -> Error {
-        Error::Tokenizer { path: self.dir.join("tokenizer.json"), msg }
+        Error::Tokenizer {
+            path: self.dir.join("tokenizer.json"),
+            msg,
+        }
     }
 
     /// Token ids of `text`; `add_special_tokens` applies the tokenizer's post-processor
     /// (e.g. a BOS token), as transformers' `tokenizer(text)` does by default.
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, add_special_tokens).map_err(|e| self.err(format!("encode: {e}")))?;
+        let enc = self
+            .inner
+            .encode(text, add_special_tokens)
+            .map_err(|e| self.err(format!("encode: {e}")))?;
         Ok(enc.get_ids().to_vec())
     }
 
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
-        self.inner.decode(ids, skip_special_tokens).map_err(|e| self.err(format!("decode: {e}")))
+        self.inner
+            .decode(ids, skip_special_tokens)
+            .map_err(|e| self.err(format!("decode: {e}")))
     }
 
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
@@ -117,7 +143,11 @@ impl Tokenizer {
 
     /// Render `messages` through the chat template, as transformers'
     /// `apply_chat_template(messages, tokenize=False, add_generation_prompt=...)`.
-    pub fn apply_chat_template(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
+    pub fn apply_chat_template(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+    ) -> Result<String> {
         let source = self.chat_template.as_deref().ok_or_else(|| {
             Error::Template(format!("{} has no chat template (tokenizer_config.json `chat_template` or chat_template.jinja)", self.dir.display()))
         })?;
@@ -132,14 +162,20 @@ impl Tokenizer {
         );
         minijinja_contrib::add_to_environment(&mut env);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
-        });
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> std::result::Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+            },
+        );
         env.add_function("strftime_now", |fmt: String| strftime_now(&fmt));
-        env.add_template("chat", source).map_err(|e| Error::Template(format!("does not parse: {e}")))?;
-        let tmpl = env.get_template("chat").map_err(|e| Error::Template(e.to_string()))?;
+        env.add_template("chat", source)
+            .map_err(|e| Error::Template(format!("does not parse: {e}")))?;
+        let tmpl = env
+            .get_template("chat")
+            .map_err(|e| Error::Template(e.to_string()))?;
         tmpl.render(context! {
-            messages => minijinja::Value::from_serialize(messages),
+            messages => minijinja::Value::from(minijinja::value::Serde(messages)),
             add_generation_prompt => add_generation_prompt,
             bos_token => self.bos_token.clone().unwrap_or_default(),
             eos_token => self.eos_token.clone().unwrap_or_default(),
@@ -151,7 +187,17 @@ impl Tokenizer {
 /// Today's date (UTC) in the few strftime formats chat templates use (%d %b %B %m %Y %y).
 fn strftime_now(fmt: &str) -> String {
     const MONTHS: [&str; 12] = [
-        "January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
         "December",
     ];
     let days = std::time::SystemTime::now()

@@ -30,8 +30,13 @@ struct File {
 }
 
 enum Source {
-    Safetensors { files: Vec<File>, by_name: HashMap<String, usize> },
-    Random { seed: u64 },
+    Safetensors {
+        files: Vec<File>,
+        by_name: HashMap<String, usize>,
+    },
+    Random {
+        seed: u64,
+    },
 }
 
 /// A view of a checkpoint (or of random init) under a name prefix.
@@ -49,12 +54,17 @@ impl Weights {
         let index = dir.join("model.safetensors.index.json");
         let files = if index.exists() {
             let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
-            let json: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| Error::Json { path: index.clone(), msg: e.to_string() })?;
-            let map = json.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| Error::Json {
+            let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Json {
                 path: index.clone(),
-                msg: "no `weight_map` object".into(),
+                msg: e.to_string(),
             })?;
+            let map = json
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .ok_or_else(|| Error::Json {
+                    path: index.clone(),
+                    msg: "no `weight_map` object".into(),
+                })?;
             let mut shards: Vec<PathBuf> = Vec::new();
             for v in map.values() {
                 let shard = v.as_str().ok_or_else(|| Error::Json {
@@ -83,27 +93,49 @@ impl Weights {
             // SAFETY: the file is only read; a checkpoint changed on disk while we read it
             // is outside what any loader can guard against.
             let mmap = unsafe { Mmap::map(&f) }.map_err(|e| Error::io(path, e))?;
-            let (header_len, metadata) = SafeTensors::read_metadata(&mmap).map_err(|e| Error::Safetensors {
-                path: path.clone(),
-                msg: format!("not a valid safetensors file: {e}"),
-            })?;
+            let (header_len, metadata) =
+                SafeTensors::read_metadata(&mmap).map_err(|e| Error::Safetensors {
+                    path: path.clone(),
+                    msg: format!("not a valid safetensors file: {e}"),
+                })?;
             for name in metadata.tensors().keys() {
                 by_name.insert(name.clone(), files.len());
             }
-            files.push(File { path: path.clone(), mmap, header_len, metadata });
+            files.push(File {
+                path: path.clone(),
+                mmap,
+                header_len,
+                metadata,
+            });
         }
-        Ok(Weights { source: Arc::new(Source::Safetensors { files, by_name }), dev: dev.clone(), prefix: String::new() })
+        Ok(Weights {
+            source: Arc::new(Source::Safetensors { files, by_name }),
+            dev: dev.clone(),
+            prefix: String::new(),
+        })
     }
 
     /// Deterministic random init (per tensor name and seed), for tiny test models.
     pub fn random(dev: &Device, seed: u64) -> Weights {
-        Weights { source: Arc::new(Source::Random { seed }), dev: dev.clone(), prefix: String::new() }
+        Weights {
+            source: Arc::new(Source::Random { seed }),
+            dev: dev.clone(),
+            prefix: String::new(),
+        }
     }
 
     /// The same weights under `prefix.` (nested prefixes join with dots).
     pub fn pp(&self, prefix: impl std::fmt::Display) -> Weights {
-        let prefix = if self.prefix.is_empty() { prefix.to_string() } else { format!("{}.{prefix}", self.prefix) };
-        Weights { source: self.source.clone(), dev: self.dev.clone(), prefix }
+        let prefix = if self.prefix.is_empty() {
+            prefix.to_string()
+        } else {
+            format!("{}.{prefix}", self.prefix)
+        };
+        Weights {
+            source: self.source.clone(),
+            dev: self.dev.clone(),
+            prefix,
+        }
     }
 
     pub fn device(&self) -> &Device {
@@ -133,7 +165,13 @@ impl Weights {
         let data = match &*self.source {
             Source::Safetensors { files, by_name } => {
                 let first = files.first().map(|f| f.path.clone()).unwrap_or_default();
-                let file = by_name.get(&full).map(|&i| &files[i]).ok_or(Error::MissingTensor { path: first, name: full.clone() })?;
+                let file = by_name
+                    .get(&full)
+                    .map(|&i| &files[i])
+                    .ok_or(Error::MissingTensor {
+                        path: first,
+                        name: full.clone(),
+                    })?;
                 read_f32(file, &full, shape)?
             }
             Source::Random { seed } => random_data(*seed, &full, shape, init),
@@ -143,7 +181,13 @@ impl Weights {
 }
 
 fn read_f32(file: &File, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-    let info = file.metadata.info(name).ok_or_else(|| Error::MissingTensor { path: file.path.clone(), name: name.into() })?;
+    let info = file
+        .metadata
+        .info(name)
+        .ok_or_else(|| Error::MissingTensor {
+            path: file.path.clone(),
+            name: name.into(),
+        })?;
     if info.shape != shape {
         return Err(Error::TensorShape {
             path: file.path.clone(),
@@ -156,7 +200,10 @@ fn read_f32(file: &File, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
     let base = 8 + file.header_len;
     let bytes = &file.mmap[base + start..base + end];
     Ok(match info.dtype {
-        Dtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
         Dtype::F16 => bytes
             .chunks_exact(2)
             .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
@@ -166,7 +213,11 @@ fn read_f32(file: &File, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
             .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
             .collect(),
         other => {
-            return Err(Error::TensorDtype { path: file.path.clone(), name: name.into(), dtype: format!("{other:?}") });
+            return Err(Error::TensorDtype {
+                path: file.path.clone(),
+                name: name.into(),
+                dtype: format!("{other:?}"),
+            });
         }
     })
 }
@@ -178,7 +229,9 @@ fn random_data(seed: u64, name: &str, shape: &[usize], init: Init) -> Vec<f32> {
         Init::Zeros => vec![0.0; n],
         Init::Normal(std) => {
             // FNV-1a of the name, so each tensor's values depend only on (seed, name).
-            let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64 ^ seed, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+            let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64 ^ seed, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+            });
             let mut rng = StdRng::seed_from_u64(h);
             (0..n)
                 .map(|_| {

@@ -1,0 +1,70 @@
+//! Token ids and chat-template renderings identical to HF transformers' for both real test
+//! models (fixtures recorded by tests/scripts/make_tokenizer_references.py).
+
+mod common;
+use common::*;
+
+use models::{Message, Tokenizer};
+
+fn check_model(name: &str) {
+    let tok = Tokenizer::from_dir(&model_dir(name)).unwrap();
+    let refs = read_json(&format!("hf/tokenizer_{name}.json"));
+    let mut checked = 0;
+    for case in refs["texts"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let special = case["add_special_tokens"].as_bool().unwrap();
+        let want: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
+        let got = tok.encode(text, special).unwrap();
+        assert_eq!(
+            got, want,
+            "{name}: ids of {text:?} (add_special_tokens={special})"
+        );
+        checked += 1;
+    }
+    for case in refs["chats"].as_array().unwrap() {
+        let messages: Vec<Message> = serde_json::from_value(case["messages"].clone()).unwrap();
+        let gen = case["add_generation_prompt"].as_bool().unwrap();
+        let rendered = tok.apply_chat_template(&messages, gen).unwrap();
+        assert_eq!(
+            rendered,
+            case["rendered"].as_str().unwrap(),
+            "{name}: chat template of {messages:?}"
+        );
+        let want: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
+        assert_eq!(
+            tok.encode(&rendered, false).unwrap(),
+            want,
+            "{name}: chat ids"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 20, "{name}: only {checked} cases");
+    let eos = tok.eos_token_id().expect("eos token");
+    assert_eq!(tok.decode(&[eos], false).unwrap(), tok.eos_token().unwrap());
+}
+
+#[test]
+fn smollm2_tokenizer_matches_hf() {
+    check_model(SMOLLM2);
+}
+
+#[test]
+fn qwen_tokenizer_matches_hf() {
+    check_model(QWEN);
+}
+
+#[test]
+fn missing_or_broken_tokenizer_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Tokenizer::from_dir(dir.path()).err().unwrap().to_string();
+    assert!(
+        err.contains("tokenizer.json") && err.contains("missing"),
+        "{err}"
+    );
+    std::fs::write(dir.path().join("tokenizer.json"), "{not json").unwrap();
+    let err = Tokenizer::from_dir(dir.path()).err().unwrap().to_string();
+    assert!(
+        err.contains("tokenizer.json") && err.contains("does not parse"),
+        "{err}"
+    );
+}
