@@ -39,8 +39,18 @@ fn forward_and_backward_match_reference() {
         }
         assert_close(&format!("swiglu {n}"), &y.to_vec().unwrap(), &want, F32_TOL);
         let grads = y.mul(&tensor(&g, &shape)).unwrap().backward().unwrap();
-        assert_close(&format!("swiglu d gate {n}"), &grads.get(&gv).unwrap().to_vec().unwrap(), &dgate, F32_TOL);
-        assert_close(&format!("swiglu d up {n}"), &grads.get(&uv).unwrap().to_vec().unwrap(), &dup, F32_TOL);
+        assert_close(
+            &format!("swiglu d gate {n}"),
+            &grads.get(&gv).unwrap().to_vec().unwrap(),
+            &dgate,
+            F32_TOL,
+        );
+        assert_close(
+            &format!("swiglu d up {n}"),
+            &grads.get(&uv).unwrap().to_vec().unwrap(),
+            &dup,
+            F32_TOL,
+        );
     }
 }
 
@@ -49,11 +59,20 @@ fn gradients_match_finite_differences() {
     let mut r = rng(2);
     let gate: Vec<f32> = randn(&mut r, 12).iter().map(|v| v * 3.0).collect();
     let up = randn(&mut r, 12);
-    check_grads("swiglu", &[(gate, vec![3, 4]), (up, vec![3, 4])], |v| v[0].swiglu(&v[1]), 1e-2, 2e-2);
+    check_grads(
+        "swiglu",
+        &[(gate, vec![3, 4]), (up, vec![3, 4])],
+        |v| v[0].swiglu(&v[1]),
+        1e-2,
+        2e-2,
+    );
 }
 
 #[test]
 fn mismatched_shapes_are_an_error() {
     let a = tensor(&[1.0; 6], &[2, 3]);
-    assert!(matches!(swiglu(&a, &tensor(&[1.0; 6], &[3, 2])), Err(Error::ShapeMismatch { .. })));
+    assert!(matches!(
+        swiglu(&a, &tensor(&[1.0; 6], &[3, 2])),
+        Err(Error::ShapeMismatch { .. })
+    ));
 }

@@ -10,7 +10,15 @@ use engine::{Error, Tensor};
 
 /// f64 rope of x (outer, seq_len, d) with positions (groups of `group` outer rows per
 /// positions row); `sign` -1 rotates backwards.
-fn reference(x: &[f32], d: usize, seq_len: usize, pos: &[u32], group: usize, inv: &[f32], sign: f64) -> Vec<f64> {
+fn reference(
+    x: &[f32],
+    d: usize,
+    seq_len: usize,
+    pos: &[u32],
+    group: usize,
+    inv: &[f32],
+    sign: f64,
+) -> Vec<f64> {
     let h = d / 2;
     let mut out = vec![0.0; x.len()];
     for (row, xr) in x.chunks(d).enumerate() {
@@ -54,11 +62,25 @@ fn forward_and_backward_match_reference() {
         let y = xv.rope(&upos(&pos, &pos_shape), theta).unwrap();
         assert_eq!(y.shape(), &[b, nh, t, d]);
         let what = format!("rope ({b}, {nh}, {t}, {d}) per batch {per_batch}");
-        assert_close(&what, &y.to_vec().unwrap(), &reference(&x, d, t, &pos, group, &inv, 1.0), F32_TOL);
+        assert_close(
+            &what,
+            &y.to_vec().unwrap(),
+            &reference(&x, d, t, &pos, group, &inv, 1.0),
+            F32_TOL,
+        );
         let g = randn(&mut r, n);
-        let grads = y.mul(&tensor(&g, &[b, nh, t, d])).unwrap().backward().unwrap();
+        let grads = y
+            .mul(&tensor(&g, &[b, nh, t, d]))
+            .unwrap()
+            .backward()
+            .unwrap();
         let want = reference(&g, d, t, &pos, group, &inv, -1.0);
-        assert_close(&format!("{what} backward"), &grads.get(&xv).unwrap().to_vec().unwrap(), &want, F32_TOL);
+        assert_close(
+            &format!("{what} backward"),
+            &grads.get(&xv).unwrap().to_vec().unwrap(),
+            &want,
+            F32_TOL,
+        );
     }
 }
 
@@ -67,11 +89,20 @@ fn large_positions_keep_full_accuracy() {
     // Angles up to 16M radians: the kernel's own range reduction must match libm.
     let mut r = rng(2);
     let (t, d) = (12, 16);
-    let pos: Vec<u32> = vec![0, 1, 2, 3, 100, 4095, 32_767, 65_536, 131_071, 1_000_003, 8_388_607, 16_777_215];
+    let pos: Vec<u32> = vec![
+        0, 1, 2, 3, 100, 4095, 32_767, 65_536, 131_071, 1_000_003, 8_388_607, 16_777_215,
+    ];
     let x = randn(&mut r, t * d);
     let inv = default_inv_freq(10_000.0, d);
-    let y = tensor(&x, &[1, t, d]).rope(&upos(&pos, &[t]), 10_000.0).unwrap();
-    assert_close("rope at large positions", &y.to_vec().unwrap(), &reference(&x, d, t, &pos, 1, &inv, 1.0), F32_TOL);
+    let y = tensor(&x, &[1, t, d])
+        .rope(&upos(&pos, &[t]), 10_000.0)
+        .unwrap();
+    assert_close(
+        "rope at large positions",
+        &y.to_vec().unwrap(),
+        &reference(&x, d, t, &pos, 1, &inv, 1.0),
+        F32_TOL,
+    );
     // Every frequency scale: an angle grid across [0, 2^24).
     let freqs: Vec<f32> = (0..64).map(|i| 1.2f32.powi(i) * 1e-5).collect();
     let many: Vec<u32> = (0..300).map(|i| (i as u32).pow(3) % 16_777_216).collect();
@@ -80,7 +111,12 @@ fn large_positions_keep_full_accuracy() {
         .rope_with_freqs(&upos(&many, &[300]), &tensor(&freqs, &[64]))
         .unwrap();
     let want = reference(&x, 128, 300, &many, 1, &freqs, 1.0);
-    assert_close("rope over an angle grid", &y.to_vec().unwrap(), &want, F32_TOL);
+    assert_close(
+        "rope over an angle grid",
+        &y.to_vec().unwrap(),
+        &want,
+        F32_TOL,
+    );
 }
 
 #[test]
@@ -98,7 +134,12 @@ fn given_frequencies_are_used() {
     let y = tensor(&x, &[2, 4, t, d])
         .rope_with_freqs(&upos(&pos, &[2, t]), &tensor(&inv, &[d / 2]))
         .unwrap();
-    assert_close("rope with scaled freqs", &y.to_vec().unwrap(), &reference(&x, d, t, &pos, 4, &inv, 1.0), F32_TOL);
+    assert_close(
+        "rope with scaled freqs",
+        &y.to_vec().unwrap(),
+        &reference(&x, d, t, &pos, 4, &inv, 1.0),
+        F32_TOL,
+    );
 }
 
 #[test]
@@ -106,16 +147,32 @@ fn gradients_match_finite_differences() {
     let mut r = rng(4);
     let x = randn(&mut r, 2 * 3 * 4);
     let pos = upos(&[3, 11, 250], &[3]);
-    check_grads("rope (1, 2, 3, 4)", &[(x, vec![1, 2, 3, 4])], |v| v[0].rope(&pos, 10_000.0), 1e-2, 2e-2);
+    check_grads(
+        "rope (1, 2, 3, 4)",
+        &[(x, vec![1, 2, 3, 4])],
+        |v| v[0].rope(&pos, 10_000.0),
+        1e-2,
+        2e-2,
+    );
 }
 
 #[test]
 fn bad_shapes_are_errors() {
     let x = tensor(&[0.0; 2 * 3 * 4], &[2, 3, 4]);
-    let bad = |r: engine::Result<Tensor>| matches!(r, Err(Error::ShapeMismatch { .. } | Error::BadShape { .. }));
+    let bad = |r: engine::Result<Tensor>| {
+        matches!(r, Err(Error::ShapeMismatch { .. } | Error::BadShape { .. }))
+    };
     assert!(bad(x.rope(&upos(&[0, 1], &[2]), 1e4))); // seq_len 3
     assert!(bad(x.rope(&upos(&[0; 9], &[3, 3]), 1e4))); // batch 2
-    assert!(bad(tensor(&[0.0; 6], &[2, 3]).rope(&upos(&[0, 1], &[2]), 1e4))); // odd head_dim
-    assert!(bad(x.rope_with_freqs(&upos(&[0, 1, 2], &[3]), &tensor(&[1.0; 3], &[3]))));
-    assert!(matches!(x.rope(&tensor(&[0.0; 3], &[3]), 1e4), Err(Error::DTypeMismatch { .. })));
+    assert!(bad(
+        tensor(&[0.0; 6], &[2, 3]).rope(&upos(&[0, 1], &[2]), 1e4)
+    )); // odd head_dim
+    assert!(bad(x.rope_with_freqs(
+        &upos(&[0, 1, 2], &[3]),
+        &tensor(&[1.0; 3], &[3])
+    )));
+    assert!(matches!(
+        x.rope(&tensor(&[0.0; 3], &[3]), 1e4),
+        Err(Error::DTypeMismatch { .. })
+    ));
 }

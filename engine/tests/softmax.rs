@@ -42,12 +42,25 @@ fn forward_matches_reference() {
         (2, 300, 100.0), // large logits: needs the max subtracted
         (1, 151_936, 8.0),
     ] {
-        let x: Vec<f32> = randn(&mut r, rows * len).iter().map(|v| v * spread).collect();
+        let x: Vec<f32> = randn(&mut r, rows * len)
+            .iter()
+            .map(|v| v * spread)
+            .collect();
         let (sm, lsm) = reference(&x, len);
         let t = tensor(&x, &[rows, len]);
         let what = format!("({rows}, {len}) x{spread}");
-        assert_probs(&format!("softmax {what}"), &t.softmax().unwrap().to_vec().unwrap(), &sm, len);
-        assert_close(&format!("log_softmax {what}"), &t.log_softmax().unwrap().to_vec().unwrap(), &lsm, F32_TOL);
+        assert_probs(
+            &format!("softmax {what}"),
+            &t.softmax().unwrap().to_vec().unwrap(),
+            &sm,
+            len,
+        );
+        assert_close(
+            &format!("log_softmax {what}"),
+            &t.log_softmax().unwrap().to_vec().unwrap(),
+            &lsm,
+            F32_TOL,
+        );
     }
 }
 
@@ -71,7 +84,10 @@ fn rank_three_and_masked_inputs() {
         if w.is_infinite() {
             assert_eq!(g, f32::NEG_INFINITY, "log_softmax[{i}]");
         } else {
-            assert!((g as f64 - w).abs() <= F32_TOL * w.abs().max(1.0), "log_softmax[{i}]: {g} vs {w}");
+            assert!(
+                (g as f64 - w).abs() <= F32_TOL * w.abs().max(1.0),
+                "log_softmax[{i}]: {g} vs {w}"
+            );
         }
     }
 }
@@ -79,7 +95,14 @@ fn rank_three_and_masked_inputs() {
 #[test]
 fn fused_backward_matches_analytic_gradient() {
     let mut r = rng(3);
-    for &(rows, len) in &[(2, 1), (2, 255), (2, 256), (2, 257), (3, 1000), (1, 151_936)] {
+    for &(rows, len) in &[
+        (2, 1),
+        (2, 255),
+        (2, 256),
+        (2, 257),
+        (3, 1000),
+        (1, 151_936),
+    ] {
         let x: Vec<f32> = randn(&mut r, rows * len).iter().map(|v| v * 4.0).collect();
         let w = randn(&mut r, rows * len);
         let (sm, _) = reference(&x, len);
@@ -94,10 +117,17 @@ fn fused_backward_matches_analytic_gradient() {
                 let dot: f64 = p.iter().zip(gw).map(|(&p, &g)| p * g as f64).sum();
                 let gsum: f64 = gw.iter().map(|&g| g as f64).sum();
                 for (&p, &g) in p.iter().zip(gw) {
-                    want.push(if log { g as f64 - p * gsum } else { p * (g as f64 - dot) });
+                    want.push(if log {
+                        g as f64 - p * gsum
+                    } else {
+                        p * (g as f64 - dot)
+                    });
                 }
             }
-            let what = format!("{} backward ({rows}, {len})", if log { "log_softmax" } else { "softmax" });
+            let what = format!(
+                "{} backward ({rows}, {len})",
+                if log { "log_softmax" } else { "softmax" }
+            );
             if log {
                 assert_close(&what, &got, &want, F32_TOL);
             } else {
@@ -113,8 +143,20 @@ fn gradients_match_finite_differences() {
     for shape in [vec![3, 5], vec![2, 1], vec![2, 2, 3]] {
         let n = shape.iter().product();
         let x = randn(&mut r, n);
-        check_grads(&format!("softmax {shape:?}"), &[(x.clone(), shape.clone())], |v| v[0].softmax(), 1e-2, 2e-2);
-        check_grads(&format!("log_softmax {shape:?}"), &[(x, shape)], |v| v[0].log_softmax(), 1e-2, 2e-2);
+        check_grads(
+            &format!("softmax {shape:?}"),
+            &[(x.clone(), shape.clone())],
+            |v| v[0].softmax(),
+            1e-2,
+            2e-2,
+        );
+        check_grads(
+            &format!("log_softmax {shape:?}"),
+            &[(x, shape)],
+            |v| v[0].log_softmax(),
+            1e-2,
+            2e-2,
+        );
     }
 }
 

@@ -5,11 +5,23 @@ use crate::{grid_for, Kernel, Launch, Needs, Params, Source};
 pub static SOURCE: Source = Source {
     name: "activation",
     wgsl: include_str!("../wgsl/activation.wgsl"),
-    needs: Needs { f16: false, subgroups: false, cooperative_matrix: false },
+    needs: Needs {
+        f16: false,
+        subgroups: false,
+        cooperative_matrix: false,
+    },
 };
 
-const SWIGLU: Kernel = Kernel { source: &SOURCE, entry: "swiglu", bindings: &[1, 2, 3] };
-const SWIGLU_BWD: Kernel = Kernel { source: &SOURCE, entry: "swiglu_bwd", bindings: &[4, 5, 6, 7, 8] };
+const SWIGLU: Kernel = Kernel {
+    source: &SOURCE,
+    entry: "swiglu",
+    bindings: &[1, 2, 3],
+};
+const SWIGLU_BWD: Kernel = Kernel {
+    source: &SOURCE,
+    entry: "swiglu_bwd",
+    bindings: &[4, 5, 6, 7, 8],
+};
 
 /// The WGSL sources of this family.
 pub fn sources() -> Vec<&'static Source> {

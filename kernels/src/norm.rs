@@ -6,12 +6,28 @@ use crate::{grid_1d, Kernel, Launch, Needs, Params, Source};
 pub static SOURCE: Source = Source {
     name: "norm",
     wgsl: include_str!("../wgsl/norm.wgsl"),
-    needs: Needs { f16: false, subgroups: false, cooperative_matrix: false },
+    needs: Needs {
+        f16: false,
+        subgroups: false,
+        cooperative_matrix: false,
+    },
 };
 
-const FORWARD: Kernel = Kernel { source: &SOURCE, entry: "rms_norm", bindings: &[1, 2, 3, 4] };
-const BACKWARD: Kernel = Kernel { source: &SOURCE, entry: "rms_norm_bwd", bindings: &[5, 6, 7, 8, 9] };
-const WEIGHT_GRAD: Kernel = Kernel { source: &SOURCE, entry: "rms_norm_dw", bindings: &[10, 11, 12, 13] };
+const FORWARD: Kernel = Kernel {
+    source: &SOURCE,
+    entry: "rms_norm",
+    bindings: &[1, 2, 3, 4],
+};
+const BACKWARD: Kernel = Kernel {
+    source: &SOURCE,
+    entry: "rms_norm_bwd",
+    bindings: &[5, 6, 7, 8, 9],
+};
+const WEIGHT_GRAD: Kernel = Kernel {
+    source: &SOURCE,
+    entry: "rms_norm_dw",
+    bindings: &[10, 11, 12, 13],
+};
 
 /// The WGSL sources of this family.
 pub fn sources() -> Vec<&'static Source> {

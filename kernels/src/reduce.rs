@@ -7,12 +7,28 @@ use crate::{grid_1d, grid_for, Kernel, Launch, Needs, Params, Source};
 pub static SOURCE: Source = Source {
     name: "reduce",
     wgsl: include_str!("../wgsl/reduce.wgsl"),
-    needs: Needs { f16: false, subgroups: false, cooperative_matrix: false },
+    needs: Needs {
+        f16: false,
+        subgroups: false,
+        cooperative_matrix: false,
+    },
 };
 
-const REDUCE: Kernel = Kernel { source: &SOURCE, entry: "reduce", bindings: &[1, 2] };
-const ARGMAX: Kernel = Kernel { source: &SOURCE, entry: "argmax", bindings: &[3, 4, 5] };
-const ARGMAX_BWD: Kernel = Kernel { source: &SOURCE, entry: "argmax_bwd", bindings: &[6, 7, 8] };
+const REDUCE: Kernel = Kernel {
+    source: &SOURCE,
+    entry: "reduce",
+    bindings: &[1, 2],
+};
+const ARGMAX: Kernel = Kernel {
+    source: &SOURCE,
+    entry: "argmax",
+    bindings: &[3, 4, 5],
+};
+const ARGMAX_BWD: Kernel = Kernel {
+    source: &SOURCE,
+    entry: "argmax_bwd",
+    bindings: &[6, 7, 8],
+};
 
 /// The WGSL sources of this family.
 pub fn sources() -> Vec<&'static Source> {
@@ -65,19 +81,34 @@ fn grid(workgroups: usize) -> [u32; 3] {
 /// `ceil(len / chunks)`); with `chunks = 1`, the sum over the whole axis, shape (outer, inner).
 pub fn sum(outer: usize, len: usize, inner: usize, chunks: usize, scale: f32) -> Launch {
     let (params, workgroups) = params(outer, len, inner, chunks.max(1), scale);
-    Launch { kernel: REDUCE, constants: vec![], workgroups: grid(workgroups), params }
+    Launch {
+        kernel: REDUCE,
+        constants: vec![],
+        workgroups: grid(workgroups),
+        params,
+    }
 }
 
 /// Max over the axis and the index of its first occurrence, both (outer, inner); `len >= 1`.
 pub fn argmax(outer: usize, len: usize, inner: usize) -> Launch {
     let (params, workgroups) = params(outer, len, inner, 1, 1.0);
-    Launch { kernel: ARGMAX, constants: vec![], workgroups: grid(workgroups), params }
+    Launch {
+        kernel: ARGMAX,
+        constants: vec![],
+        workgroups: grid(workgroups),
+        params,
+    }
 }
 
 /// `dx[o, j, i] = g[o, i]` where `j == idx[o, i]`, else 0: dx is (outer, len, inner).
 pub fn argmax_backward(outer: usize, len: usize, inner: usize) -> Launch {
     let (params, _) = params(outer, len, inner, 1, 1.0);
-    Launch { kernel: ARGMAX_BWD, constants: vec![], workgroups: grid_for(outer * len * inner, 256), params }
+    Launch {
+        kernel: ARGMAX_BWD,
+        constants: vec![],
+        workgroups: grid_for(outer * len * inner, 256),
+        params,
+    }
 }
 
 #[cfg(test)]

@@ -6,10 +6,18 @@ use crate::{grid_for, Kernel, Launch, Needs, Params, Source};
 pub static SOURCE: Source = Source {
     name: "rope",
     wgsl: include_str!("../wgsl/rope.wgsl"),
-    needs: Needs { f16: false, subgroups: false, cooperative_matrix: false },
+    needs: Needs {
+        f16: false,
+        subgroups: false,
+        cooperative_matrix: false,
+    },
 };
 
-const ROPE: Kernel = Kernel { source: &SOURCE, entry: "rope", bindings: &[1, 2, 3, 4] };
+const ROPE: Kernel = Kernel {
+    source: &SOURCE,
+    entry: "rope",
+    bindings: &[1, 2, 3, 4],
+};
 
 /// The WGSL sources of this family.
 pub fn sources() -> Vec<&'static Source> {

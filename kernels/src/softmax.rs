@@ -6,11 +6,23 @@ use crate::{grid_1d, Kernel, Launch, Needs, Params, Source};
 pub static SOURCE: Source = Source {
     name: "softmax",
     wgsl: include_str!("../wgsl/softmax.wgsl"),
-    needs: Needs { f16: false, subgroups: false, cooperative_matrix: false },
+    needs: Needs {
+        f16: false,
+        subgroups: false,
+        cooperative_matrix: false,
+    },
 };
 
-const FORWARD: Kernel = Kernel { source: &SOURCE, entry: "softmax", bindings: &[1, 2] };
-const BACKWARD: Kernel = Kernel { source: &SOURCE, entry: "softmax_bwd", bindings: &[3, 4, 5] };
+const FORWARD: Kernel = Kernel {
+    source: &SOURCE,
+    entry: "softmax",
+    bindings: &[1, 2],
+};
+const BACKWARD: Kernel = Kernel {
+    source: &SOURCE,
+    entry: "softmax_bwd",
+    bindings: &[3, 4, 5],
+};
 
 /// The WGSL sources of this family.
 pub fn sources() -> Vec<&'static Source> {

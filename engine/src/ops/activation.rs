@@ -14,7 +14,11 @@ pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     gate.expect_dtype(op, DType::F32)?;
     up.expect_dtype(op, DType::F32)?;
     if gate.shape() != up.shape() {
-        return Err(Error::ShapeMismatch { op, lhs: gate.shape().to_vec(), rhs: up.shape().to_vec() });
+        return Err(Error::ShapeMismatch {
+            op,
+            lhs: gate.shape().to_vec(),
+            rhs: up.shape().to_vec(),
+        });
     }
     let out = Tensor::uninit(gate.device(), op, gate.shape(), DType::F32)?;
     if out.elem_count() > 0 {
@@ -51,7 +55,11 @@ impl Backward for SwigluBackward {
         let dup = Tensor::uninit(dev, op, self.up.shape(), DType::F32)?;
         let n = dgate.elem_count();
         if n > 0 {
-            run(op, &k::swiglu_backward(n), &[&self.gate, &self.up, g, &dgate, &dup])?;
+            run(
+                op,
+                &k::swiglu_backward(n),
+                &[&self.gate, &self.up, g, &dgate, &dup],
+            )?;
         }
         Ok(vec![Some(dgate), Some(dup)])
     }

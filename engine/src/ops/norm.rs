@@ -31,11 +31,21 @@ impl Tensor {
         let out = Tensor::uninit(dev, op, self.shape(), DType::F32)?;
         let rstd = Tensor::uninit(dev, op, &[rows], DType::F32)?;
         if rows > 0 {
-            run(op, &k::forward(rows, len, eps), &[self, weight, &out, &rstd])?;
+            run(
+                op,
+                &k::forward(rows, len, eps),
+                &[self, weight, &out, &rstd],
+            )?;
         }
         let (x, w) = (self.detach(), weight.detach());
         let (need_dx, need_dw) = (self.is_tracked(), weight.is_tracked());
-        Ok(out.recorded(&[self, weight], || RmsNormBackward { x, w, rstd, need_dx, need_dw }))
+        Ok(out.recorded(&[self, weight], || RmsNormBackward {
+            x,
+            w,
+            rstd,
+            need_dx,
+            need_dw,
+        }))
     }
 }
 
@@ -64,7 +74,11 @@ impl Backward for RmsNormBackward {
         let dx = if self.need_dx {
             let dx = Tensor::uninit(dev, op, self.x.shape(), DType::F32)?;
             if rows > 0 {
-                run(op, &k::backward(rows, len), &[&self.x, &self.w, &self.rstd, g, &dx])?;
+                run(
+                    op,
+                    &k::backward(rows, len),
+                    &[&self.x, &self.w, &self.rstd, g, &dx],
+                )?;
             }
             Some(dx)
         } else {
@@ -77,7 +91,11 @@ impl Backward for RmsNormBackward {
         } else {
             let chunks = k::weight_grad_chunks(rows, len);
             let partial = Tensor::uninit(dev, op, &[chunks, len], DType::F32)?;
-            run(op, &k::weight_grad(rows, len, chunks), &[&self.x, &self.rstd, g, &partial])?;
+            run(
+                op,
+                &k::weight_grad(rows, len, chunks),
+                &[&self.x, &self.rstd, g, &partial],
+            )?;
             Some(if chunks == 1 {
                 partial.reshape(&[len])?
             } else {

@@ -25,7 +25,11 @@ pub(crate) fn axis(x: &Tensor, op: &'static str, dim: isize) -> Result<usize> {
 
 /// The shape seen as (outer, len, inner) around axis `d`.
 fn split(shape: &[usize], d: usize) -> (usize, usize, usize) {
-    (shape[..d].iter().product(), shape[d], shape[d + 1..].iter().product())
+    (
+        shape[..d].iter().product(),
+        shape[d],
+        shape[d + 1..].iter().product(),
+    )
 }
 
 /// The shape after reducing axis `d`: kept as 1, or removed.
@@ -59,7 +63,11 @@ pub(crate) fn sum_axis(
     if chunks > 1 {
         let partial = Tensor::uninit(dev, op, &[outer, chunks, inner], DType::F32)?;
         run(op, &k::sum(outer, len, inner, chunks, 1.0), &[x, &partial])?;
-        run(op, &k::sum(outer, chunks, inner, 1, scale), &[&partial, &out])?;
+        run(
+            op,
+            &k::sum(outer, chunks, inner, 1, scale),
+            &[&partial, &out],
+        )?;
     } else {
         run(op, &k::sum(outer, len, inner, 1, scale), &[x, &out])?;
     }
@@ -77,11 +85,23 @@ impl Tensor {
         self.sum_scaled("mean", dim, keepdim, true)
     }
 
-    fn sum_scaled(&self, op: &'static str, dim: isize, keepdim: bool, mean: bool) -> Result<Tensor> {
+    fn sum_scaled(
+        &self,
+        op: &'static str,
+        dim: isize,
+        keepdim: bool,
+        mean: bool,
+    ) -> Result<Tensor> {
         let d = axis(self, op, dim)?;
         let split = split(self.shape(), d);
         let scale = if mean { 1.0 / split.1 as f32 } else { 1.0 };
-        let out = sum_axis(self, op, split, scale, &reduced_shape(self.shape(), d, keepdim))?;
+        let out = sum_axis(
+            self,
+            op,
+            split,
+            scale,
+            &reduced_shape(self.shape(), d, keepdim),
+        )?;
         let (shape, kept) = (self.shape().to_vec(), reduced_shape(self.shape(), d, true));
         Ok(out.recorded(&[self], || SumBackward { shape, kept, scale }))
     }
@@ -99,7 +119,11 @@ impl Tensor {
     fn sum_all_scaled(&self, op: &'static str, scale: f32) -> Result<Tensor> {
         let out = sum_axis(self, op, (1, self.elem_count(), 1), scale, &[])?;
         let shape = self.shape().to_vec();
-        Ok(out.recorded(&[self], || SumBackward { shape, kept: vec![], scale }))
+        Ok(out.recorded(&[self], || SumBackward {
+            shape,
+            kept: vec![],
+            scale,
+        }))
     }
 
     /// Maximum over dimension `dim`; the gradient goes to the first maximum of each slice.
@@ -114,7 +138,12 @@ impl Tensor {
         Ok(self.max_and_index("argmax", dim, keepdim)?.1)
     }
 
-    fn max_and_index(&self, op: &'static str, dim: isize, keepdim: bool) -> Result<(Tensor, Tensor, (usize, usize, usize))> {
+    fn max_and_index(
+        &self,
+        op: &'static str,
+        dim: isize,
+        keepdim: bool,
+    ) -> Result<(Tensor, Tensor, (usize, usize, usize))> {
         self.expect_dtype(op, DType::F32)?;
         let d = axis(self, op, dim)?;
         let split @ (outer, len, inner) = split(self.shape(), d);
@@ -150,7 +179,11 @@ impl Backward for SumBackward {
     }
     fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let g = g.reshape(&self.kept)?;
-        let g = if self.scale == 1.0 { g } else { g.scale(self.scale)? };
+        let g = if self.scale == 1.0 {
+            g
+        } else {
+            g.scale(self.scale)?
+        };
         Ok(vec![Some(g.broadcast_to(&self.shape)?)])
     }
 }
@@ -170,7 +203,11 @@ impl Backward for MaxBackward {
         let (outer, len, inner) = self.split;
         let dx = Tensor::uninit(g.device(), "max_backward", &self.shape, DType::F32)?;
         if dx.elem_count() > 0 {
-            run("max_backward", &k::argmax_backward(outer, len, inner), &[&self.idx, g, &dx])?;
+            run(
+                "max_backward",
+                &k::argmax_backward(outer, len, inner),
+                &[&self.idx, g, &dx],
+            )?;
         }
         Ok(vec![Some(dx)])
     }

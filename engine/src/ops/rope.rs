@@ -31,7 +31,11 @@ fn check(x: &Tensor, positions: &Tensor, inv_freq: &Tensor) -> Result<Dims> {
     positions.check_same_device(op, x)?;
     inv_freq.check_same_device(op, x)?;
     let shape = x.shape();
-    let bad = |reason: String| Error::BadShape { op, shape: shape.to_vec(), reason };
+    let bad = |reason: String| Error::BadShape {
+        op,
+        shape: shape.to_vec(),
+        reason,
+    };
     if shape.len() < 2 {
         return Err(bad("expected (.., seq_len, head_dim)".into()));
     }
@@ -40,18 +44,39 @@ fn check(x: &Tensor, positions: &Tensor, inv_freq: &Tensor) -> Result<Dims> {
         return Err(bad(format!("head_dim {head_dim} is odd")));
     }
     if inv_freq.shape() != [head_dim / 2] {
-        return Err(Error::ShapeMismatch { op, lhs: shape.to_vec(), rhs: inv_freq.shape().to_vec() });
+        return Err(Error::ShapeMismatch {
+            op,
+            lhs: shape.to_vec(),
+            rhs: inv_freq.shape().to_vec(),
+        });
     }
     let outer: usize = shape[..shape.len() - 2].iter().product();
     let group = match positions.shape() {
         [t] if *t == seq_len => outer,
         [b, t] if shape.len() >= 3 && *b == shape[0] && *t == seq_len => outer / b.max(&1),
-        _ => return Err(Error::ShapeMismatch { op, lhs: shape.to_vec(), rhs: positions.shape().to_vec() }),
+        _ => {
+            return Err(Error::ShapeMismatch {
+                op,
+                lhs: shape.to_vec(),
+                rhs: positions.shape().to_vec(),
+            })
+        }
     };
-    Ok(Dims { outer, seq_len, head_dim, group })
+    Ok(Dims {
+        outer,
+        seq_len,
+        head_dim,
+        group,
+    })
 }
 
-fn launch(x: &Tensor, positions: &Tensor, inv_freq: &Tensor, d: Dims, backward: bool) -> Result<Tensor> {
+fn launch(
+    x: &Tensor,
+    positions: &Tensor,
+    inv_freq: &Tensor,
+    d: Dims,
+    backward: bool,
+) -> Result<Tensor> {
     let out = Tensor::uninit(x.device(), "rope", x.shape(), DType::F32)?;
     if x.elem_count() > 0 {
         let l = k::rope(d.outer, d.seq_len, d.head_dim, d.group, backward);
@@ -66,7 +91,11 @@ impl Tensor {
     /// are u32, (seq_len) shared by every row or (batch, seq_len) per batch row; below 2^24.
     pub fn rope(&self, positions: &Tensor, theta: f32) -> Result<Tensor> {
         let head_dim = self.shape().last().copied().unwrap_or(0);
-        let inv = Tensor::from_slice(self.device(), &default_inv_freq(theta, head_dim), &[head_dim / 2])?;
+        let inv = Tensor::from_slice(
+            self.device(),
+            &default_inv_freq(theta, head_dim),
+            &[head_dim / 2],
+        )?;
         self.rope_with_freqs(positions, &inv)
     }
 
@@ -77,7 +106,11 @@ impl Tensor {
         let dims = check(self, positions, inv_freq)?;
         let out = launch(self, positions, inv_freq, dims, false)?;
         let (positions, inv_freq) = (positions.clone(), inv_freq.clone());
-        Ok(out.recorded(&[self], || RopeBackward { positions, inv_freq, dims }))
+        Ok(out.recorded(&[self], || RopeBackward {
+            positions,
+            inv_freq,
+            dims,
+        }))
     }
 }
 
@@ -96,6 +129,12 @@ impl Backward for RopeBackward {
     }
     fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
         g.expect_dtype("rope_backward", DType::F32)?;
-        Ok(vec![Some(launch(g, &self.positions, &self.inv_freq, self.dims, true)?)])
+        Ok(vec![Some(launch(
+            g,
+            &self.positions,
+            &self.inv_freq,
+            self.dims,
+            true,
+        )?)])
     }
 }

@@ -17,7 +17,7 @@ pub(crate) fn rows_and_len(x: &Tensor, op: &'static str) -> Result<(usize, usize
             reason: "needs at least one dimension".into(),
         });
     };
-    let rows = if len == 0 { 0 } else { x.elem_count() / len };
+    let rows = x.elem_count().checked_div(len).unwrap_or(0);
     Ok((rows, len))
 }
 
