@@ -127,6 +127,7 @@ impl Tensor {
     }
 
     /// Maximum over dimension `dim`; the gradient goes to the first maximum of each slice.
+    /// (NaN inputs give an unspecified result: the kernel does not propagate NaN.)
     pub fn max(&self, dim: isize, keepdim: bool) -> Result<Tensor> {
         let (values, idx, split) = self.max_and_index("max", dim, keepdim)?;
         let shape = self.shape().to_vec();
