@@ -84,7 +84,7 @@ impl AttnShape {
                 self.head_dim
             ));
         }
-        if self.kv_heads == 0 || self.q_heads % self.kv_heads != 0 {
+        if self.kv_heads == 0 || !self.q_heads.is_multiple_of(self.kv_heads) {
             return Err(format!(
                 "q_heads {} is not a multiple of kv_heads {}",
                 self.q_heads, self.kv_heads

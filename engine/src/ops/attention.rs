@@ -80,7 +80,12 @@ fn attn_shape(
     }
     let (qs, ks) = (q.shape(), k.shape());
     // Batch, seq_len and head_dim must agree; heads must divide.
-    if qs[0] != ks[0] || qs[2] != ks[2] || qs[3] != ks[3] || ks[1] == 0 || qs[1] % ks[1] != 0 {
+    if qs[0] != ks[0]
+        || qs[2] != ks[2]
+        || qs[3] != ks[3]
+        || ks[1] == 0
+        || !qs[1].is_multiple_of(ks[1])
+    {
         return Err(Error::ShapeMismatch {
             op: OP,
             lhs: qs.to_vec(),
