@@ -62,13 +62,15 @@ impl AttnShape {
         ]
     }
 
-    fn params(&self) -> Vec<u32> {
+    fn params(&self, splits: usize) -> Vec<u32> {
         Params::new()
             .size(self.seq_len)
             .size(self.q_heads)
             .size(self.kv_heads)
             .f32(self.scale)
             .size(self.batch * self.q_heads * self.seq_len)
+            .size(self.batch)
+            .size(splits)
             .build()
     }
 
@@ -106,7 +108,7 @@ pub fn forward(s: &AttnShape) -> Launch {
         kernel: FWD,
         constants: s.constants(),
         workgroups: [s.blocks(), s.q_heads as u32, s.batch as u32],
-        params: s.params(),
+        params: s.params(1),
     }
 }
 
@@ -116,7 +118,7 @@ pub fn backward_delta(s: &AttnShape) -> Launch {
         kernel: DELTA,
         constants: s.constants(),
         workgroups: grid_for(s.batch * s.q_heads * s.seq_len, 256),
-        params: s.params(),
+        params: s.params(1),
     }
 }
 
@@ -126,19 +128,40 @@ pub fn backward_dq(s: &AttnShape) -> Launch {
         kernel: DQ,
         constants: s.constants(),
         workgroups: [s.blocks(), s.q_heads as u32, s.batch as u32],
-        params: s.params(),
+        params: s.params(1),
     }
 }
 
-/// `dk, dv`, summed over each kv head's group of query heads; buffers q, k, v, d_out, lse,
-/// delta, dk (like k), dv (like v).
-pub fn backward_dkv(s: &AttnShape) -> Launch {
+/// `dk, dv`; buffers q, k, v, d_out, lse, delta, dk, dv. Each kv head's group of query heads
+/// is cut into `splits` parts (a divisor of q_heads / kv_heads, see [`dkv_splits`]): dk and dv
+/// are (splits, batch, kv_heads, seq_len, head_dim), the sum over each part, to be added up
+/// over the first dimension (with `splits == 1` they are the gradients, shaped like k and v).
+pub fn backward_dkv(s: &AttnShape, splits: usize) -> Launch {
+    debug_assert!(splits >= 1 && (s.q_heads / s.kv_heads).is_multiple_of(splits));
     Launch {
         kernel: DKV,
         constants: s.constants(),
-        workgroups: [s.blocks(), s.kv_heads as u32, s.batch as u32],
-        params: s.params(),
+        workgroups: [s.blocks(), s.kv_heads as u32, (s.batch * splits) as u32],
+        params: s.params(splits),
     }
+}
+
+/// The parts to cut each group of query heads into in [`backward_dkv`]: 1 (the kernel sums
+/// the whole group) when that gives at least `min_workgroups` workgroups, otherwise the
+/// smallest divisor of the group size that does, or the group size (one head per part).
+pub fn dkv_splits(s: &AttnShape, min_workgroups: usize) -> usize {
+    let group = s.q_heads / s.kv_heads.max(1);
+    let base = s.seq_len.div_ceil(BLOCK) * s.kv_heads * s.batch;
+    let max_z = crate::MAX_WORKGROUPS_PER_DIM as usize;
+    (1..=group)
+        .filter(|&n| group.is_multiple_of(n) && s.batch * n <= max_z)
+        .find(|&n| base * n >= min_workgroups)
+        .unwrap_or_else(|| {
+            (1..=group)
+                .rev()
+                .find(|&n| group.is_multiple_of(n) && s.batch * n <= max_z)
+                .unwrap_or(1)
+        })
 }
 
 /// The WGSL sources of this family.
@@ -167,9 +190,33 @@ mod tests {
         let s = shape(130);
         assert_eq!(forward(&s).workgroups, [3, 6, 2]);
         assert_eq!(backward_dq(&s).workgroups, [3, 6, 2]);
-        assert_eq!(backward_dkv(&s).workgroups, [3, 2, 2]);
+        assert_eq!(backward_dkv(&s, 1).workgroups, [3, 2, 2]);
+        assert_eq!(backward_dkv(&s, 3).workgroups, [3, 2, 6]);
+        assert_eq!(backward_dkv(&s, 3).params[6], 3);
         assert_eq!(backward_delta(&s).workgroups, [7, 1, 1]); // 2 * 6 * 130 rows
         assert_eq!(forward(&s).params[3], 0.5f32.to_bits());
+    }
+
+    #[test]
+    fn dkv_splits_are_divisors_of_the_group() {
+        // 3 blocks * 2 kv heads * 2 batches = 12 workgroups unsplit; group of 3.
+        let s = shape(130);
+        assert_eq!(dkv_splits(&s, 1), 1);
+        assert_eq!(dkv_splits(&s, 12), 1);
+        assert_eq!(dkv_splits(&s, 13), 3);
+        assert_eq!(dkv_splits(&s, 1000), 3);
+        // Qwen2.5-1.5B, T = 1024, B = 1: 16 blocks * 2 kv heads, group of 6.
+        let q = AttnShape {
+            batch: 1,
+            q_heads: 12,
+            kv_heads: 2,
+            seq_len: 1024,
+            head_dim: 128,
+            ..s
+        };
+        assert_eq!(dkv_splits(&q, 64), 2);
+        assert_eq!(dkv_splits(&q, 65), 3);
+        assert_eq!(dkv_splits(&q, 256), 6);
     }
 
     #[test]

@@ -10,11 +10,14 @@
 //   attn_bwd_delta grid over B*Hq*T rows      delta = rowsum(d_out * out)  bindings: 6 d_out, 7 out, 8 delta
 //   attn_bwd_dq    grid (ceil(T/64), Hq, B)   dq = scale * dS k           bindings: 9 q, 10 k, 11 v, 12 d_out,
 //                                                                            13 lse, 14 delta, 15 dq
-//   attn_bwd_dkv   grid (ceil(T/64), Hkv, B)  dv = sum over the group's heads of P^T d_out,
+//   attn_bwd_dkv   grid (ceil(T/64), Hkv, B * S)  dv = sum over the group's heads of P^T d_out,
 //                                             dk = scale * the same sum of dS^T q
 //                                                                   bindings: 16 q, 17 k, 18 v, 19 d_out,
 //                                                                            20 lse, 21 delta, 22 dk, 23 dv
 // with P = exp(s - lse) and dS = P * (d_out v^T - delta) (the gradient of the scores).
+// attn_bwd_dkv may split each group of Hq / Hkv query heads into S = `splits` equal parts (more
+// workgroups when B * Hkv * T / 64 is small); dk and dv are then (S, B, Hkv, T, D), partial sums
+// that the caller adds up. With S = 1 they are (B, Hkv, T, D) and the kernel sums the group.
 //
 // Tiling: 256 invocations as a 16 x 16 grid (ty, tx). A workgroup owns 64 rows (queries; keys in
 // attn_bwd_dkv); invocation (ty, tx) holds rows 4ty..4ty+3, score columns tx + 16c (c < 4) of the
@@ -30,6 +33,9 @@ struct Params {
     scale: f32,
     // attn_bwd_delta: number of rows B * Hq * T.
     rows: u32,
+    batch: u32,
+    // attn_bwd_dkv: parts each group of query heads is split into (divides Hq / Hkv).
+    splits: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -419,11 +425,14 @@ fn attn_bwd_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     let ty = tid / 16u;
     let t = p.seq_len;
     let hk = wid.y;
-    let b = wid.z;
+    let b = wid.z / p.splits;
+    let part = wid.z % p.splits;
     // Lowest key blocks (the most query blocks under the causal mask) first.
     let k0 = wid.x * BR;
     let group = p.q_heads / p.kv_heads;
+    let per_part = group / p.splits;
     let kbase = (b * p.kv_heads + hk) * t * HEAD_DIM;
+    let obase = ((part * p.batch + b) * p.kv_heads + hk) * t * HEAD_DIM;
     let c2 = p.scale * LOG2E;
     let nqb = (t + BR - 1u) / BR;
     var qb0 = 0u;
@@ -433,7 +442,7 @@ fn attn_bwd_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
 
     var acc_k: array<vec4<f32>, 8>;
     var acc_v: array<vec4<f32>, 8>;
-    for (var g = 0u; g < group; g++) {
+    for (var g = part * per_part; g < (part + 1u) * per_part; g++) {
         let h = hk * group + g;
         let rbase = (b * p.q_heads + h) * t;
         let qbase = rbase * HEAD_DIM;
@@ -544,8 +553,8 @@ fn attn_bwd_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
             for (var j = 0u; j < MAX_DJ; j++) {
                 let d = tx + 16u * j;
                 if (j < DJ && d < HEAD_DIM) {
-                    k_dk[kbase + key * HEAD_DIM + d] = acc_k[j][i] * p.scale;
-                    k_dv[kbase + key * HEAD_DIM + d] = acc_v[j][i];
+                    k_dk[obase + key * HEAD_DIM + d] = acc_k[j][i] * p.scale;
+                    k_dv[obase + key * HEAD_DIM + d] = acc_v[j][i];
                 }
             }
         }

@@ -11,6 +11,9 @@ use crate::ops::run;
 use crate::tensor::Tensor;
 
 const OP: &str = "attention";
+/// Workgroups the dk/dv kernel should have at least (about two per SM on a large GPU); below
+/// it, the query heads sharing a kv head are split over more workgroups and summed after.
+const DKV_MIN_WORKGROUPS: usize = 256;
 
 /// `softmax(scale * q k^T + mask) v` per head, where query head h reads kv head
 /// h / (Hq / Hkv).
@@ -116,7 +119,9 @@ fn attn_shape(
 ///   ds = P * (dP - delta),  delta_i = sum_j P_ij dP_ij = rowsum(g * out)_i
 ///        (softmax Jacobian: d s_ij = P_ij (dP_ij - sum_k P_ik dP_ik))
 ///   dq = scale ds k,  dk = scale ds^T q  (dk summed over the group, like dv)
-/// P is recomputed block by block as exp(s - lse) from the saved log-sum-exp.
+/// P is recomputed block by block as exp(s - lse) from the saved log-sum-exp. The group sums
+/// of dk and dv run inside the kernel, over all heads of the group or, when that leaves too
+/// few workgroups, over equal parts of it whose partial sums are then added (`sum_to`).
 struct AttentionBackward {
     s: AttnShape,
     q: Tensor,
@@ -131,6 +136,13 @@ impl Backward for AttentionBackward {
         OP
     }
     fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        self.grads(g, k::dkv_splits(&self.s, DKV_MIN_WORKGROUPS))
+    }
+}
+
+impl AttentionBackward {
+    /// dq, dk, dv, with each group of query heads cut into `splits` parts for dk and dv.
+    fn grads(&self, g: &Tensor, splits: usize) -> Result<Vec<Option<Tensor>>> {
         let op = "attention backward";
         g.expect_dtype(op, DType::F32)?;
         if g.shape() != self.q.shape() {
@@ -150,13 +162,90 @@ impl Backward for AttentionBackward {
             &k::backward_dq(&self.s),
             &[q, k, v, g, lse, &delta, &dq],
         )?;
-        let dk = Tensor::uninit(dev, op, k.shape(), DType::F32)?;
-        let dv = Tensor::uninit(dev, op, v.shape(), DType::F32)?;
-        run(
-            op,
-            &k::backward_dkv(&self.s),
-            &[q, k, v, g, lse, &delta, &dk, &dv],
-        )?;
-        Ok(vec![Some(dq), Some(dk), Some(dv)])
+        // (splits, B, Hkv, T, D): partial sums over the parts of each group.
+        let mut parts = vec![splits];
+        parts.extend_from_slice(k.shape());
+        let dk = Tensor::uninit(dev, op, &parts, DType::F32)?;
+        let dv = Tensor::uninit(dev, op, &parts, DType::F32)?;
+        let launch = k::backward_dkv(&self.s, splits);
+        run(op, &launch, &[q, k, v, g, lse, &delta, &dk, &dv])?;
+        parts[0] = 1;
+        let total = |x: Tensor| -> Result<Tensor> {
+            let x = if splits == 1 { x } else { x.sum_to(&parts)? };
+            x.reshape(k.shape())
+        };
+        Ok(vec![Some(dq), Some(total(dk)?), Some(total(dv)?)])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::{Device, DeviceOptions};
+
+    /// Every way of splitting a group of 6 query heads gives the same dk and dv (the f64
+    /// reference checks of `tests/attention.rs` cover the split the heuristic picks).
+    #[test]
+    fn dkv_splits_agree() -> Result<()> {
+        let mut opts = DeviceOptions::from_env();
+        opts.shader_checks = true;
+        let dev = Device::with_options(opts)?;
+        let data = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 / 500.0) - 1.0)
+                .collect()
+        };
+        let (b, hq, hkv, t, d) = (2, 6, 1, 70, 24);
+        let t4 = |shape: &[usize], seed| {
+            Tensor::from_slice(&dev, &data(shape.iter().product(), seed), shape)
+        };
+        let (q, kk, v) = (
+            t4(&[b, hq, t, d], 1)?,
+            t4(&[b, hkv, t, d], 2)?,
+            t4(&[b, hkv, t, d], 3)?,
+        );
+        let g = t4(&[b, hq, t, d], 4)?;
+        for causal in [true, false] {
+            let s = attn_shape(&q, &kk, &v, causal, None)?;
+            let (out, lse) =
+                crate::autograd::no_grad(|| attention_with_lse(&q, &kk, &v, causal, None))?;
+            let rule = AttentionBackward {
+                s,
+                q: q.clone(),
+                k: kk.clone(),
+                v: v.clone(),
+                out,
+                lse,
+            };
+            let want: Vec<Vec<f32>> = rule
+                .grads(&g, 1)?
+                .into_iter()
+                .map(|x| x.unwrap().to_vec())
+                .collect::<Result<_>>()?;
+            for splits in [2, 3, 6] {
+                let got = rule.grads(&g, splits)?;
+                for (w, x) in want.iter().zip(got) {
+                    let x = x.unwrap();
+                    assert_eq!(
+                        x.shape(),
+                        if w.len() == q.elem_count() {
+                            q.shape()
+                        } else {
+                            kk.shape()
+                        }
+                    );
+                    let worst = w
+                        .iter()
+                        .zip(x.to_vec()?)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0.0, f32::max);
+                    assert!(
+                        worst < 1e-5,
+                        "splits {splits}, causal {causal}: differs by {worst}"
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 }
