@@ -39,6 +39,8 @@ const DKV: Kernel = Kernel {
 pub const MAX_HEAD_DIM: usize = 128;
 /// Rows (queries or keys) one workgroup owns, and the rows of each streamed block.
 pub const BLOCK: usize = 64;
+/// Workgroup memory every attention kernel declares (`stage` and `xs` in the WGSL).
+pub const WORKGROUP_BYTES: u32 = (544 + 1088) * 16;
 
 /// The sizes of one attention call. q: (batch, q_heads, seq_len, head_dim); k, v:
 /// (batch, kv_heads, seq_len, head_dim), with `q_heads` a multiple of `kv_heads`.
@@ -217,6 +219,20 @@ mod tests {
         assert_eq!(dkv_splits(&q, 64), 2);
         assert_eq!(dkv_splits(&q, 65), 3);
         assert_eq!(dkv_splits(&q, 256), 6);
+    }
+
+    #[test]
+    fn workgroup_bytes_match_the_wgsl() {
+        let declared: u32 = SOURCE
+            .wgsl
+            .lines()
+            .filter_map(|l| l.strip_prefix("var<workgroup> "))
+            .map(|l| {
+                let n = l.rsplit(", ").next().unwrap().trim_end_matches(">;");
+                n.parse::<u32>().unwrap() * 16 // every array is of vec4<f32>
+            })
+            .sum();
+        assert_eq!(declared, WORKGROUP_BYTES);
     }
 
     #[test]

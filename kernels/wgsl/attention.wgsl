@@ -25,6 +25,8 @@
 // row's statistics live in the 16 invocations that share ty. Dot-product tiles stage 16-wide
 // head-dim chunks of both operands in workgroup memory; accumulations read the score tile from
 // `xs` and 16-row chunks of the other operand. Softmax runs in base 2 (scale folded with log2 e).
+// Workgroup memory: 26,112 bytes (stage + xs), over WebGPU's default 16 KiB: the launchers'
+// WORKGROUP_BYTES, which the engine checks against the adapter's limit.
 
 struct Params {
     seq_len: u32,

@@ -41,6 +41,13 @@ pub fn attention_with_lse(
 ) -> Result<(Tensor, Tensor)> {
     let s = attn_shape(q, k, v, causal, scale)?;
     let dev = q.device();
+    if dev.limits().max_compute_workgroup_storage_size < k::WORKGROUP_BYTES {
+        return Err(Error::MissingFeature {
+            op: OP,
+            feature: "26,112 bytes of workgroup memory (max_compute_workgroup_storage_size)",
+            adapter: dev.name().to_string(),
+        });
+    }
     let out = Tensor::uninit(dev, OP, q.shape(), DType::F32)?;
     let lse = Tensor::uninit(dev, OP, &[s.batch, s.q_heads, s.seq_len], DType::F32)?;
     run(OP, &k::forward(&s), &[q, k, v, &out, &lse])?;
