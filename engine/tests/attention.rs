@@ -1,0 +1,239 @@
+//! Flash attention (grouped-query heads, causal or full) against an f64 CPU reference with the
+//! softmax materialised: output, log-sum-exp, and the gradients dq, dk, dv (derived
+//! analytically on the CPU), over a covering set of edge shapes; plus finite differences of
+//! the whole op and the shape errors.
+
+mod common;
+use common::*;
+
+use engine::ops::attention::{attention, attention_with_lse};
+use engine::Tensor;
+
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    b: usize,
+    hq: usize,
+    hkv: usize,
+    t: usize,
+    d: usize,
+    causal: bool,
+    scale: Option<f32>,
+}
+
+/// Forward and backward of attention in f64, with `g` the gradient of the output.
+struct Reference {
+    out: Vec<f64>,
+    lse: Vec<f64>,
+    dq: Vec<f64>,
+    dk: Vec<f64>,
+    dv: Vec<f64>,
+}
+
+fn reference(c: &Case, q: &[f32], k: &[f32], v: &[f32], g: &[f32]) -> Reference {
+    let (t, d) = (c.t, c.d);
+    let scale = c.scale.map_or(1.0 / (d as f64).sqrt(), f64::from);
+    let group = c.hq / c.hkv;
+    let mut r = Reference {
+        out: vec![0.0; q.len()],
+        lse: vec![0.0; c.b * c.hq * t],
+        dq: vec![0.0; q.len()],
+        dk: vec![0.0; k.len()],
+        dv: vec![0.0; v.len()],
+    };
+    for b in 0..c.b {
+        for h in 0..c.hq {
+            let qo = (b * c.hq + h) * t * d;
+            let ko = (b * c.hkv + h / group) * t * d;
+            let row = |base: usize, x: &[f32], i: usize| -> Vec<f64> {
+                x[base + i * d..base + (i + 1) * d]
+                    .iter()
+                    .map(|&e| e as f64)
+                    .collect()
+            };
+            let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+            for i in 0..t {
+                let qi = row(qo, q, i);
+                let gi = row(qo, g, i);
+                let n = if c.causal { i + 1 } else { t };
+                let s: Vec<f64> = (0..n).map(|j| scale * dot(&qi, &row(ko, k, j))).collect();
+                let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let sum: f64 = s.iter().map(|x| (x - m).exp()).sum();
+                let p: Vec<f64> = s.iter().map(|x| (x - m).exp() / sum).collect();
+                r.lse[(b * c.hq + h) * t + i] = m + sum.ln();
+                let dp: Vec<f64> = (0..n).map(|j| dot(&gi, &row(ko, v, j))).collect();
+                let delta: f64 = p.iter().zip(&dp).map(|(a, b)| a * b).sum();
+                for j in 0..n {
+                    let (kj, vj) = (row(ko, k, j), row(ko, v, j));
+                    let ds = p[j] * (dp[j] - delta);
+                    for e in 0..d {
+                        r.out[qo + i * d + e] += p[j] * vj[e];
+                        r.dv[ko + j * d + e] += p[j] * gi[e];
+                        r.dq[qo + i * d + e] += scale * ds * kj[e];
+                        r.dk[ko + j * d + e] += scale * ds * qi[e];
+                    }
+                }
+            }
+        }
+    }
+    r
+}
+
+fn check_case(c: Case, seed: u64) {
+    let mut rg = rng(seed);
+    let qs = [c.b, c.hq, c.t, c.d];
+    let ks = [c.b, c.hkv, c.t, c.d];
+    let (nq, nk) = (qs.iter().product(), ks.iter().product());
+    let (q, k, v, g) = (
+        randn(&mut rg, nq),
+        randn(&mut rg, nk),
+        randn(&mut rg, nk),
+        randn(&mut rg, nq),
+    );
+    let want = reference(&c, &q, &k, &v, &g);
+
+    let (tq, tk, tv) = (
+        tensor(&q, &qs).var(),
+        tensor(&k, &ks).var(),
+        tensor(&v, &ks).var(),
+    );
+    let (out, lse) = attention_with_lse(&tq, &tk, &tv, c.causal, c.scale).expect("forward");
+    assert_eq!(out.shape(), &qs);
+    assert_eq!(lse.shape(), &[c.b, c.hq, c.t]);
+    let what = format!("{c:?}");
+    assert_close(
+        &format!("out {what}"),
+        &out.to_vec().unwrap(),
+        &want.out,
+        F32_TOL,
+    );
+    assert_close(
+        &format!("lse {what}"),
+        &lse.to_vec().unwrap(),
+        &want.lse,
+        F32_TOL,
+    );
+
+    let grads = out
+        .mul(&tensor(&g, &qs))
+        .unwrap()
+        .backward()
+        .expect("backward");
+    for (name, var, want) in [
+        ("dq", &tq, &want.dq),
+        ("dk", &tk, &want.dk),
+        ("dv", &tv, &want.dv),
+    ] {
+        let got = grads.get(var).expect("gradient").to_vec().unwrap();
+        assert_close(&format!("{name} {what}"), &got, want, F32_TOL);
+    }
+}
+
+fn case(b: usize, (hq, hkv): (usize, usize), t: usize, d: usize, causal: bool) -> Case {
+    Case {
+        b,
+        hq,
+        hkv,
+        t,
+        d,
+        causal,
+        scale: None,
+    }
+}
+
+/// Every T in {1, 5, 17, 64, 70}, D in {8, 24, 64}, (Hq, Hkv) in {(1,1), (4,2), (6,1)},
+/// B in {1, 2} and both masks appear, each in several combinations, without the full product.
+#[test]
+fn forward_and_gradients_match_reference() {
+    let cases = [
+        case(1, (1, 1), 1, 8, true),
+        case(2, (4, 2), 1, 64, false),
+        case(2, (4, 2), 5, 24, false),
+        case(1, (6, 1), 5, 64, true),
+        case(1, (6, 1), 17, 64, true),
+        case(2, (1, 1), 17, 24, false),
+        case(2, (1, 1), 64, 8, false),
+        case(1, (4, 2), 64, 24, true),
+        case(1, (4, 2), 70, 64, true),
+        case(2, (6, 1), 70, 24, true),
+        case(1, (1, 1), 70, 8, false),
+        case(1, (6, 1), 64, 64, false),
+    ];
+    for (i, c) in cases.into_iter().enumerate() {
+        check_case(c, 100 + i as u64);
+    }
+}
+
+/// Past the shapes above: D = 128 (two vec4 of head-dim slots per invocation), a head dim
+/// that is not a multiple of 4, three key blocks under the causal mask, an explicit scale.
+#[test]
+fn wide_odd_and_long_shapes_match_reference() {
+    let cases = [
+        case(1, (2, 1), 70, 128, true),
+        Case {
+            scale: Some(0.3),
+            ..case(1, (2, 2), 17, 5, false)
+        },
+        case(1, (2, 1), 130, 24, true),
+    ];
+    for (i, c) in cases.into_iter().enumerate() {
+        check_case(c, 200 + i as u64);
+    }
+}
+
+#[test]
+fn gradients_match_finite_differences() {
+    let mut rg = rng(3);
+    let (qs, ks) = (vec![1, 2, 5, 8], vec![1, 1, 5, 8]);
+    let inputs = [
+        (randn(&mut rg, 80), qs),
+        (randn(&mut rg, 40), ks.clone()),
+        (randn(&mut rg, 40), ks),
+    ];
+    check_grads(
+        "attention",
+        &inputs,
+        |x| attention(&x[0], &x[1], &x[2], true, None),
+        1e-2,
+        2e-2,
+    );
+}
+
+#[test]
+fn bad_shapes_are_errors() {
+    let t = |shape: &[usize]| tensor(&vec![0.0; shape.iter().product()], shape);
+    let q = t(&[1, 4, 5, 8]);
+    let kv = t(&[1, 2, 5, 8]);
+    assert!(attention(&q, &kv, &kv, true, None).is_ok());
+    let bad: [(&str, Tensor, Tensor, Tensor); 6] = [
+        (
+            "Hq not a multiple of Hkv",
+            q.clone(),
+            t(&[1, 3, 5, 8]),
+            t(&[1, 3, 5, 8]),
+        ),
+        (
+            "head dim mismatch",
+            q.clone(),
+            t(&[1, 2, 5, 4]),
+            t(&[1, 2, 5, 4]),
+        ),
+        (
+            "seq_len mismatch",
+            q.clone(),
+            t(&[1, 2, 6, 8]),
+            t(&[1, 2, 6, 8]),
+        ),
+        ("k and v differ", q.clone(), kv.clone(), t(&[1, 1, 5, 8])),
+        ("rank 3", t(&[4, 5, 8]), t(&[2, 5, 8]), t(&[2, 5, 8])),
+        (
+            "head dim over 128",
+            t(&[1, 1, 2, 129]),
+            t(&[1, 1, 2, 129]),
+            t(&[1, 1, 2, 129]),
+        ),
+    ];
+    for (what, q, k, v) in bad {
+        let err = attention(&q, &k, &v, true, None).expect_err(what);
+        eprintln!("{what}: {err}");
+    }
+}

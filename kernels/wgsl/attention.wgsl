@@ -1,0 +1,564 @@
+// Causal (or full) self-attention with grouped-query heads, flash-style on f32: forward with
+// online softmax, and the FlashAttention-2 backward (no T x T matrix in memory, no atomics).
+//
+// Shapes (contiguous, row-major): q, out, d_out, dq: (B, Hq, T, D); k, v, dk, dv: (B, Hkv, T, D);
+// lse, delta: (B, Hq, T). Query head h reads kv head h / (Hq / Hkv). D = HEAD_DIM <= 128.
+// Scores are s = scale * q.k; query t sees keys 0..=t when CAUSAL (all keys otherwise).
+// lse is the natural log-sum-exp of a query row's scores, saved for the backward.
+//
+//   attn_fwd       grid (ceil(T/64), Hq, B)   out = softmax(s) v, lse     bindings: 1 q, 2 k, 3 v, 4 out, 5 lse
+//   attn_bwd_delta grid over B*Hq*T rows      delta = rowsum(d_out * out)  bindings: 6 d_out, 7 out, 8 delta
+//   attn_bwd_dq    grid (ceil(T/64), Hq, B)   dq = scale * dS k           bindings: 9 q, 10 k, 11 v, 12 d_out,
+//                                                                            13 lse, 14 delta, 15 dq
+//   attn_bwd_dkv   grid (ceil(T/64), Hkv, B * S)  dv = sum over the group's heads of P^T d_out,
+//                                             dk = scale * the same sum of dS^T q
+//                                                                   bindings: 16 q, 17 k, 18 v, 19 d_out,
+//                                                                            20 lse, 21 delta, 22 dk, 23 dv
+// with P = exp(s - lse) and dS = P * (d_out v^T - delta) (the gradient of the scores).
+// attn_bwd_dkv may split each group of Hq / Hkv query heads into S = `splits` equal parts (more
+// workgroups when B * Hkv * T / 64 is small); dk and dv are then (S, B, Hkv, T, D), partial sums
+// that the caller adds up. With S = 1 they are (B, Hkv, T, D) and the kernel sums the group.
+//
+// Tiling: 256 invocations as a 16 x 16 grid (ty, tx). A workgroup owns 64 rows (queries; keys in
+// attn_bwd_dkv); invocation (ty, tx) holds rows 4ty..4ty+3, score columns tx + 16c (c < 4) of the
+// 64 x 64 score tile, and head-dim columns tx + 16j (j < ceil(D/16)) of its accumulators, so a
+// row's statistics live in the 16 invocations that share ty. Dot-product tiles stage 16-wide
+// head-dim chunks of both operands in workgroup memory; accumulations read the score tile from
+// `xs` and 16-row chunks of the other operand. Softmax runs in base 2 (scale folded with log2 e).
+// Workgroup memory: 26,112 bytes (stage + xs), over WebGPU's default 16 KiB: the launchers'
+// WORKGROUP_BYTES, which the engine checks against the adapter's limit.
+
+struct Params {
+    seq_len: u32,
+    q_heads: u32,
+    kv_heads: u32,
+    scale: f32,
+    // attn_bwd_delta: number of rows B * Hq * T.
+    rows: u32,
+    batch: u32,
+    // attn_bwd_dkv: parts each group of query heads is split into (divides Hq / Hkv).
+    splits: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+@group(0) @binding(1) var<storage, read> f_q: array<f32>;
+@group(0) @binding(2) var<storage, read> f_k: array<f32>;
+@group(0) @binding(3) var<storage, read> f_v: array<f32>;
+@group(0) @binding(4) var<storage, read_write> f_out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> f_lse: array<f32>;
+
+@group(0) @binding(6) var<storage, read> d_dout: array<f32>;
+@group(0) @binding(7) var<storage, read> d_out: array<f32>;
+@group(0) @binding(8) var<storage, read_write> d_delta: array<f32>;
+
+@group(0) @binding(9) var<storage, read> q_q: array<f32>;
+@group(0) @binding(10) var<storage, read> q_k: array<f32>;
+@group(0) @binding(11) var<storage, read> q_v: array<f32>;
+@group(0) @binding(12) var<storage, read> q_dout: array<f32>;
+@group(0) @binding(13) var<storage, read> q_lse: array<f32>;
+@group(0) @binding(14) var<storage, read> q_delta: array<f32>;
+@group(0) @binding(15) var<storage, read_write> q_dq: array<f32>;
+
+@group(0) @binding(16) var<storage, read> k_q: array<f32>;
+@group(0) @binding(17) var<storage, read> k_k: array<f32>;
+@group(0) @binding(18) var<storage, read> k_v: array<f32>;
+@group(0) @binding(19) var<storage, read> k_dout: array<f32>;
+@group(0) @binding(20) var<storage, read> k_lse: array<f32>;
+@group(0) @binding(21) var<storage, read> k_delta: array<f32>;
+@group(0) @binding(22) var<storage, read_write> k_dk: array<f32>;
+@group(0) @binding(23) var<storage, read_write> k_dv: array<f32>;
+
+// Head dimension (1..=128).
+override HEAD_DIM: u32 = 64u;
+// 1: query t sees keys 0..=t; 0: every key.
+override CAUSAL: u32 = 1u;
+// Head-dim columns per invocation: tx + 16 j for j < DJ.
+override DJ: u32 = (HEAD_DIM + 15u) / 16u;
+
+const WG: u32 = 256u;
+// Rows of the workgroup's own block and of the streamed block (equal, so causal blocks align).
+const BR: u32 = 64u;
+// Head-dim chunk of a dot-product tile, and row chunk of an accumulation.
+const DC: u32 = 16u;
+const KC: u32 = 16u;
+// Padded stride (in vec4) of staged rows, against bank conflicts.
+const PAD: u32 = 17u;
+const MAX_DJ: u32 = 8u;
+const LOG2E: f32 = 1.4426950408889634;
+const LN2: f32 = 0.6931471805599453;
+// Masked score; finite so that max/exp never see inf - inf.
+const NEG: f32 = -1.0e30;
+
+// Dot tiles: A chunk at [dd * PAD + row / 4][row % 4], B chunk at DC * PAD + [dd * PAD + col % 16]
+// [col / 16]. Accumulations: rows kk of a (rows x D) operand at [kk * 32 + (j / 4) * 16 + d % 16]
+// [j % 4] with j = d / 16. Also reused for the row reductions ([tx * PAD + ty]).
+var<workgroup> stage: array<vec4<f32>, 544>;
+// The 64 x 64 tile an accumulation multiplies by: [col * PAD + ty] = rows 4ty..4ty+3 of column col.
+var<workgroup> xs: array<vec4<f32>, 1088>;
+
+fn put_a(row: u32, dd: u32, v: f32) {
+    stage[dd * PAD + row / 4u][row % 4u] = v;
+}
+
+fn put_b(col: u32, dd: u32, v: f32) {
+    stage[DC * PAD + dd * PAD + col % 16u][col / 16u] = v;
+}
+
+fn put_rows(kk: u32, d: u32, v: f32) {
+    let j = d / 16u;
+    stage[kk * 32u + (j / 4u) * 16u + d % 16u][j % 4u] = v;
+}
+
+// s[c][i] += sum over the staged chunk of A[4ty + i] . B[tx + 16c].
+fn dot_chunk(ty: u32, tx: u32, s: ptr<function, array<vec4<f32>, 4>>) {
+    for (var dd = 0u; dd < DC; dd++) {
+        let a = stage[dd * PAD + ty];
+        let b = stage[DC * PAD + dd * PAD + tx];
+        (*s)[0] += a * b.x;
+        (*s)[1] += a * b.y;
+        (*s)[2] += a * b.z;
+        (*s)[3] += a * b.w;
+    }
+}
+
+// acc[j][i] += sum over kk of xs[kc + kk][4ty + i] * rows[kk][tx + 16j].
+fn acc_chunk(kc: u32, ty: u32, tx: u32, acc: ptr<function, array<vec4<f32>, 8>>) {
+    for (var kk = 0u; kk < KC; kk++) {
+        let x = xs[(kc + kk) * PAD + ty];
+        let b0 = stage[kk * 32u + tx];
+        for (var j = 0u; j < 4u; j++) {
+            if (j < DJ) {
+                (*acc)[j] += x * b0[j];
+            }
+        }
+        if (DJ > 4u) {
+            let b1 = stage[kk * 32u + 16u + tx];
+            for (var j = 4u; j < MAX_DJ; j++) {
+                if (j < DJ) {
+                    (*acc)[j] += x * b1[j - 4u];
+                }
+            }
+        }
+    }
+}
+
+// Whether key `key` is visible from query `query` (both in range).
+fn visible(query: u32, key: u32) -> bool {
+    return query < p.seq_len && key < p.seq_len && (CAUSAL == 0u || key <= query);
+}
+
+// Sum of the four-row vectors the 16 invocations of row group ty wrote at [u * PAD + ty].
+// Callers put a barrier before writing and this one after it.
+fn row_sum(ty: u32) -> vec4<f32> {
+    var r = vec4<f32>(0.0);
+    for (var u = 0u; u < 16u; u++) {
+        r += stage[u * PAD + ty];
+    }
+    return r;
+}
+
+fn row_max(ty: u32, init: vec4<f32>) -> vec4<f32> {
+    var r = init;
+    for (var u = 0u; u < 16u; u++) {
+        r = max(r, stage[u * PAD + ty]);
+    }
+    return r;
+}
+
+// Number of streamed 64-row blocks a query block starting at q0 attends to.
+fn key_blocks(q0: u32) -> u32 {
+    let t = p.seq_len;
+    if (CAUSAL != 0u) {
+        return (min(q0 + BR, t) - 1u) / BR + 1u;
+    }
+    return (t + BR - 1u) / BR;
+}
+
+// Rows of the streamed block at k0 with a non-zero weight for a query block at q0: the end of
+// the sequence, and under the causal mask the last query of the block.
+fn live_rows(q0: u32, k0: u32) -> u32 {
+    var end = p.seq_len;
+    if (CAUSAL != 0u) {
+        end = min(end, q0 + BR);
+    }
+    return min(end - k0, BR);
+}
+
+@compute @workgroup_size(256)
+fn attn_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) tid: u32) {
+    let tx = tid % 16u;
+    let ty = tid / 16u;
+    let t = p.seq_len;
+    let h = wid.y;
+    let b = wid.z;
+    // Heaviest (last) query blocks first.
+    let q0 = (nwg.x - 1u - wid.x) * BR;
+    let hk = h / (p.q_heads / p.kv_heads);
+    let qbase = (b * p.q_heads + h) * t * HEAD_DIM;
+    let kbase = (b * p.kv_heads + hk) * t * HEAD_DIM;
+    let c2 = p.scale * LOG2E;
+
+    var m = vec4<f32>(NEG);
+    // This invocation's share (its 4 columns) of each row's sum of exponentials.
+    var l = vec4<f32>(0.0);
+    var acc: array<vec4<f32>, 8>;
+    let nkb = key_blocks(q0);
+    for (var kb = 0u; kb < nkb; kb++) {
+        let k0 = kb * BR;
+        var s: array<vec4<f32>, 4>;
+        for (var d0 = 0u; d0 < HEAD_DIM; d0 += DC) {
+            workgroupBarrier();
+            for (var r = 0u; r < 4u; r++) {
+                let e = tid + r * WG;
+                let row = e / DC;
+                let dd = e % DC;
+                let d = d0 + dd;
+                var qv = 0.0;
+                if (q0 + row < t && d < HEAD_DIM) {
+                    qv = f_q[qbase + (q0 + row) * HEAD_DIM + d];
+                }
+                put_a(row, dd, qv);
+                var kv = 0.0;
+                if (k0 + row < t && d < HEAD_DIM) {
+                    kv = f_k[kbase + (k0 + row) * HEAD_DIM + d];
+                }
+                put_b(row, dd, kv);
+            }
+            workgroupBarrier();
+            dot_chunk(ty, tx, &s);
+        }
+        // Mask, scale to base 2, and the block's row maxima.
+        var mx = vec4<f32>(NEG);
+        for (var c = 0u; c < 4u; c++) {
+            for (var i = 0u; i < 4u; i++) {
+                let ok = visible(q0 + 4u * ty + i, k0 + tx + 16u * c);
+                s[c][i] = select(NEG, s[c][i] * c2, ok);
+            }
+            mx = max(mx, s[c]);
+        }
+        workgroupBarrier();
+        stage[tx * PAD + ty] = mx;
+        workgroupBarrier();
+        let m_new = row_max(ty, m);
+        let alpha = exp2(m - m_new);
+        m = m_new;
+        l *= alpha;
+        for (var j = 0u; j < MAX_DJ; j++) {
+            if (j < DJ) {
+                acc[j] *= alpha;
+            }
+        }
+        for (var c = 0u; c < 4u; c++) {
+            let pc = select(vec4<f32>(0.0), exp2(s[c] - m_new), s[c] > vec4<f32>(0.5 * NEG));
+            l += pc;
+            xs[(tx + 16u * c) * PAD + ty] = pc;
+        }
+        // out += P v over the live rows of the block, 16 rows of v at a time.
+        let live = live_rows(q0, k0);
+        for (var kc = 0u; kc < live; kc += KC) {
+            workgroupBarrier();
+            for (var e = tid; e < KC * HEAD_DIM; e += WG) {
+                let kk = e / HEAD_DIM;
+                let d = e % HEAD_DIM;
+                var vv = 0.0;
+                if (kc + kk < live) {
+                    vv = f_v[kbase + (k0 + kc + kk) * HEAD_DIM + d];
+                }
+                put_rows(kk, d, vv);
+            }
+            workgroupBarrier();
+            acc_chunk(kc, ty, tx, &acc);
+        }
+    }
+    workgroupBarrier();
+    stage[tx * PAD + ty] = l;
+    workgroupBarrier();
+    let lt = row_sum(ty);
+    let inv = select(vec4<f32>(0.0), 1.0 / lt, lt > vec4<f32>(0.0));
+    for (var i = 0u; i < 4u; i++) {
+        let row = q0 + 4u * ty + i;
+        if (row < t) {
+            for (var j = 0u; j < MAX_DJ; j++) {
+                let d = tx + 16u * j;
+                if (j < DJ && d < HEAD_DIM) {
+                    f_out[qbase + row * HEAD_DIM + d] = acc[j][i] * inv[i];
+                }
+            }
+            if (tx == 0u) {
+                f_lse[(b * p.q_heads + h) * t + row] = (m[i] + log2(lt[i])) * LN2;
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(256)
+fn attn_bwd_delta(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let row = (wid.y * nwg.x + wid.x) * WG + lid;
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * HEAD_DIM;
+    var acc = 0.0;
+    for (var d = 0u; d < HEAD_DIM; d++) {
+        acc += d_dout[base + d] * d_out[base + d];
+    }
+    d_delta[row] = acc;
+}
+
+@compute @workgroup_size(256)
+fn attn_bwd_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) tid: u32) {
+    let tx = tid % 16u;
+    let ty = tid / 16u;
+    let t = p.seq_len;
+    let h = wid.y;
+    let b = wid.z;
+    let q0 = (nwg.x - 1u - wid.x) * BR;
+    let hk = h / (p.q_heads / p.kv_heads);
+    let rbase = (b * p.q_heads + h) * t;
+    let qbase = rbase * HEAD_DIM;
+    let kbase = (b * p.kv_heads + hk) * t * HEAD_DIM;
+    let c2 = p.scale * LOG2E;
+
+    // Row statistics: lse in base 2, and delta.
+    var lse2 = vec4<f32>(0.0);
+    var dl = vec4<f32>(0.0);
+    for (var i = 0u; i < 4u; i++) {
+        let row = q0 + 4u * ty + i;
+        if (row < t) {
+            lse2[i] = q_lse[rbase + row] * LOG2E;
+            dl[i] = q_delta[rbase + row];
+        }
+    }
+    var acc: array<vec4<f32>, 8>;
+    let nkb = key_blocks(q0);
+    for (var kb = 0u; kb < nkb; kb++) {
+        let k0 = kb * BR;
+        // s = q k^T and dp = d_out v^T, each through its own chunked dot tile.
+        var s: array<vec4<f32>, 4>;
+        for (var d0 = 0u; d0 < HEAD_DIM; d0 += DC) {
+            workgroupBarrier();
+            for (var r = 0u; r < 4u; r++) {
+                let e = tid + r * WG;
+                let row = e / DC;
+                let dd = e % DC;
+                let d = d0 + dd;
+                var a = 0.0;
+                if (q0 + row < t && d < HEAD_DIM) {
+                    a = q_q[qbase + (q0 + row) * HEAD_DIM + d];
+                }
+                put_a(row, dd, a);
+                var bb = 0.0;
+                if (k0 + row < t && d < HEAD_DIM) {
+                    bb = q_k[kbase + (k0 + row) * HEAD_DIM + d];
+                }
+                put_b(row, dd, bb);
+            }
+            workgroupBarrier();
+            dot_chunk(ty, tx, &s);
+        }
+        var dp: array<vec4<f32>, 4>;
+        for (var d0 = 0u; d0 < HEAD_DIM; d0 += DC) {
+            workgroupBarrier();
+            for (var r = 0u; r < 4u; r++) {
+                let e = tid + r * WG;
+                let row = e / DC;
+                let dd = e % DC;
+                let d = d0 + dd;
+                var a = 0.0;
+                if (q0 + row < t && d < HEAD_DIM) {
+                    a = q_dout[qbase + (q0 + row) * HEAD_DIM + d];
+                }
+                put_a(row, dd, a);
+                var bb = 0.0;
+                if (k0 + row < t && d < HEAD_DIM) {
+                    bb = q_v[kbase + (k0 + row) * HEAD_DIM + d];
+                }
+                put_b(row, dd, bb);
+            }
+            workgroupBarrier();
+            dot_chunk(ty, tx, &dp);
+        }
+        // dS = P * (dp - delta), into xs (every invocation is past this block's last read of xs).
+        for (var c = 0u; c < 4u; c++) {
+            var pc = exp2(s[c] * c2 - lse2);
+            for (var i = 0u; i < 4u; i++) {
+                pc[i] = select(0.0, pc[i], visible(q0 + 4u * ty + i, k0 + tx + 16u * c));
+            }
+            xs[(tx + 16u * c) * PAD + ty] = pc * (dp[c] - dl);
+        }
+        // dq += dS k over the live rows of the block.
+        let live = live_rows(q0, k0);
+        for (var kc = 0u; kc < live; kc += KC) {
+            workgroupBarrier();
+            for (var e = tid; e < KC * HEAD_DIM; e += WG) {
+                let kk = e / HEAD_DIM;
+                let d = e % HEAD_DIM;
+                var kv = 0.0;
+                if (kc + kk < live) {
+                    kv = q_k[kbase + (k0 + kc + kk) * HEAD_DIM + d];
+                }
+                put_rows(kk, d, kv);
+            }
+            workgroupBarrier();
+            acc_chunk(kc, ty, tx, &acc);
+        }
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let row = q0 + 4u * ty + i;
+        if (row < t) {
+            for (var j = 0u; j < MAX_DJ; j++) {
+                let d = tx + 16u * j;
+                if (j < DJ && d < HEAD_DIM) {
+                    q_dq[qbase + row * HEAD_DIM + d] = acc[j][i] * p.scale;
+                }
+            }
+        }
+    }
+}
+
+// Rows of this workgroup are keys k0 + 4ty + i; score columns are queries q0 + tx + 16c.
+@compute @workgroup_size(256)
+fn attn_bwd_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
+    let tx = tid % 16u;
+    let ty = tid / 16u;
+    let t = p.seq_len;
+    let hk = wid.y;
+    let b = wid.z / p.splits;
+    let part = wid.z % p.splits;
+    // Lowest key blocks (the most query blocks under the causal mask) first.
+    let k0 = wid.x * BR;
+    let group = p.q_heads / p.kv_heads;
+    let per_part = group / p.splits;
+    let kbase = (b * p.kv_heads + hk) * t * HEAD_DIM;
+    let obase = ((part * p.batch + b) * p.kv_heads + hk) * t * HEAD_DIM;
+    let c2 = p.scale * LOG2E;
+    let nqb = (t + BR - 1u) / BR;
+    var qb0 = 0u;
+    if (CAUSAL != 0u) {
+        qb0 = k0 / BR;
+    }
+
+    var acc_k: array<vec4<f32>, 8>;
+    var acc_v: array<vec4<f32>, 8>;
+    for (var g = part * per_part; g < (part + 1u) * per_part; g++) {
+        let h = hk * group + g;
+        let rbase = (b * p.q_heads + h) * t;
+        let qbase = rbase * HEAD_DIM;
+        for (var qb = qb0; qb < nqb; qb++) {
+            let q0 = qb * BR;
+            // s^T = k q^T and dp^T = v d_out^T.
+            var s: array<vec4<f32>, 4>;
+            for (var d0 = 0u; d0 < HEAD_DIM; d0 += DC) {
+                workgroupBarrier();
+                for (var r = 0u; r < 4u; r++) {
+                    let e = tid + r * WG;
+                    let row = e / DC;
+                    let dd = e % DC;
+                    let d = d0 + dd;
+                    var a = 0.0;
+                    if (k0 + row < t && d < HEAD_DIM) {
+                        a = k_k[kbase + (k0 + row) * HEAD_DIM + d];
+                    }
+                    put_a(row, dd, a);
+                    var bb = 0.0;
+                    if (q0 + row < t && d < HEAD_DIM) {
+                        bb = k_q[qbase + (q0 + row) * HEAD_DIM + d];
+                    }
+                    put_b(row, dd, bb);
+                }
+                workgroupBarrier();
+                dot_chunk(ty, tx, &s);
+            }
+            var dp: array<vec4<f32>, 4>;
+            for (var d0 = 0u; d0 < HEAD_DIM; d0 += DC) {
+                workgroupBarrier();
+                for (var r = 0u; r < 4u; r++) {
+                    let e = tid + r * WG;
+                    let row = e / DC;
+                    let dd = e % DC;
+                    let d = d0 + dd;
+                    var a = 0.0;
+                    if (k0 + row < t && d < HEAD_DIM) {
+                        a = k_v[kbase + (k0 + row) * HEAD_DIM + d];
+                    }
+                    put_a(row, dd, a);
+                    var bb = 0.0;
+                    if (q0 + row < t && d < HEAD_DIM) {
+                        bb = k_dout[qbase + (q0 + row) * HEAD_DIM + d];
+                    }
+                    put_b(row, dd, bb);
+                }
+                workgroupBarrier();
+                dot_chunk(ty, tx, &dp);
+            }
+            // P^T and dS^T; xs takes P^T first (every invocation is past its last read of xs).
+            var ds: array<vec4<f32>, 4>;
+            for (var c = 0u; c < 4u; c++) {
+                let query = q0 + tx + 16u * c;
+                var lse2 = 0.0;
+                var dl = 0.0;
+                if (query < t) {
+                    lse2 = k_lse[rbase + query] * LOG2E;
+                    dl = k_delta[rbase + query];
+                }
+                var pc = exp2(s[c] * c2 - lse2);
+                for (var i = 0u; i < 4u; i++) {
+                    pc[i] = select(0.0, pc[i], visible(query, k0 + 4u * ty + i));
+                }
+                ds[c] = pc * (dp[c] - dl);
+                xs[(tx + 16u * c) * PAD + ty] = pc;
+            }
+            let live = min(t - q0, BR);
+            // dv += P^T d_out.
+            for (var qc = 0u; qc < live; qc += KC) {
+                workgroupBarrier();
+                for (var e = tid; e < KC * HEAD_DIM; e += WG) {
+                    let kk = e / HEAD_DIM;
+                    let d = e % HEAD_DIM;
+                    var x = 0.0;
+                    if (qc + kk < live) {
+                        x = k_dout[qbase + (q0 + qc + kk) * HEAD_DIM + d];
+                    }
+                    put_rows(kk, d, x);
+                }
+                workgroupBarrier();
+                acc_chunk(qc, ty, tx, &acc_v);
+            }
+            workgroupBarrier();
+            for (var c = 0u; c < 4u; c++) {
+                xs[(tx + 16u * c) * PAD + ty] = ds[c];
+            }
+            // dk += dS^T q (scaled at the end).
+            for (var qc = 0u; qc < live; qc += KC) {
+                workgroupBarrier();
+                for (var e = tid; e < KC * HEAD_DIM; e += WG) {
+                    let kk = e / HEAD_DIM;
+                    let d = e % HEAD_DIM;
+                    var x = 0.0;
+                    if (qc + kk < live) {
+                        x = k_q[qbase + (q0 + qc + kk) * HEAD_DIM + d];
+                    }
+                    put_rows(kk, d, x);
+                }
+                workgroupBarrier();
+                acc_chunk(qc, ty, tx, &acc_k);
+            }
+        }
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let key = k0 + 4u * ty + i;
+        if (key < t) {
+            for (var j = 0u; j < MAX_DJ; j++) {
+                let d = tx + 16u * j;
+                if (j < DJ && d < HEAD_DIM) {
+                    k_dk[obase + key * HEAD_DIM + d] = acc_k[j][i] * p.scale;
+                    k_dv[obase + key * HEAD_DIM + d] = acc_v[j][i];
+                }
+            }
+        }
+    }
+}
