@@ -83,7 +83,10 @@ fn product(
         .ok_or_else(mismatch)?;
     let dev = a.device();
     let both_f16 = ea == Elem::F16 && eb == Elem::F16;
-    let coop_ok = dev.features().cooperative_matrix && dev.backend() == wgpu::Backend::Vulkan;
+    // The coop kernels are 16x16x16 f16 -> f32, which Vulkan adapters offer (Metal's are 8x8
+    // f32 only), and find their subgroup with subgroup builtins.
+    let f = dev.features();
+    let coop_ok = f.cooperative_matrix && f.subgroups && dev.backend() == wgpu::Backend::Vulkan;
     let variant = match kernel {
         MatmulKernel::Auto if both_f16 && coop_ok && plan.coop_fits() => Variant::CoopDirect,
         MatmulKernel::Auto | MatmulKernel::Simt => Variant::Simt { a: ea, b: eb },
