@@ -1,0 +1,295 @@
+// Cooperative-matrix matmul: C[z] = op(A[z]) @ op(B[z]) with f16 inputs, f32 accumulation and
+// f32 output, on the tensor cores through 16x16x16 cooperative matrices.
+//
+//   matmul_coop         A/B slabs staged through workgroup memory
+//                       bindings: 1 a: array<vec4<f16>>, 2 b: array<vec4<f16>>, 3 c: array<f32>
+//   matmul_coop_direct  fragments loaded straight from global memory (the design measured
+//                       in GPU-NOTES); bindings: 4 a: array<f16>, 5 b: array<f16>, 6 c: array<f32>
+//
+// Shapes, transposes (TRANS_A / TRANS_B) and batches as in matmul.wgsl (same Params). Needs M,
+// N and K multiples of 16 (the launcher checks), so every 8-half chunk of a row is wholly in or
+// out of range and every 16x16 tile of C is.
+// Grid: (ceil(N / 128), ceil(M / 128), batches). A workgroup of 128 invocations computes a
+// 128 x 128 tile of C; each subgroup a 64 x 64 block of it, as 4 x 4 f32 accumulator tiles.
+// Subgroups are found with subgroup_id, so any subgroup size works: with fewer than four
+// subgroups (64-wide ones) the blocks are done in several passes, with more the extra ones only
+// help to stage.
+
+enable f16;
+enable wgpu_cooperative_matrix;
+// Cooperative ops need subgroup-uniform control flow; naga's analysis only knows workgroup
+// uniformity, so branching on the subgroup id is allowed here on purpose.
+diagnostic(off, derivative_uniformity);
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    batch_inner: u32,
+    a_outer: u32,
+    a_inner: u32,
+    b_outer: u32,
+    b_inner: u32,
+    c_outer: u32,
+    c_inner: u32,
+    a_base: u32,
+    b_base: u32,
+    c_base: u32,
+    z_base: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a4: array<vec4<f16>>;
+@group(0) @binding(2) var<storage, read> b4: array<vec4<f16>>;
+@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+@group(0) @binding(4) var<storage, read> ah: array<f16>;
+@group(0) @binding(5) var<storage, read> bh: array<f16>;
+@group(0) @binding(6) var<storage, read_write> cd: array<f32>;
+
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+
+const WG: u32 = 128u;
+const BM: u32 = 128u;
+const BN: u32 = 128u;
+const BK: u32 = 32u;
+// A subgroup's block of C: 4 x 4 tiles of 16 x 16.
+const SB: u32 = 64u;
+// Staged slabs hold halves in the operand's stored layout, rows padded by 8 halves (16 bytes,
+// which keeps every fragment 16-byte aligned): rows along M or N are BK + 8 long, rows along K
+// are BM + 8 (= BN + 8) long.
+const LD_SHORT: u32 = 40u;
+const LD_LONG: u32 = 136u;
+const SLAB: u32 = 5120u; // max(BM * LD_SHORT, BK * LD_LONG)
+
+var<workgroup> ta: array<f16, SLAB>;
+var<workgroup> tb: array<f16, SLAB>;
+var<workgroup> passes_wg: u32;
+
+struct Offsets {
+    a: u32,
+    b: u32,
+    c: u32,
+}
+
+fn offsets(wz: u32) -> Offsets {
+    let z = wz + p.z_base;
+    let outer = z / p.batch_inner;
+    let inner = z % p.batch_inner;
+    return Offsets(
+        p.a_base + outer * p.a_outer + inner * p.a_inner,
+        p.b_base + outer * p.b_outer + inner * p.b_inner,
+        p.c_base + outer * p.c_outer + inner * p.c_inner,
+    );
+}
+
+fn put8(dst_a: bool, dst: u32, lo: vec4<f16>, hi: vec4<f16>) {
+    if (dst_a) {
+        ta[dst] = lo.x; ta[dst + 1u] = lo.y; ta[dst + 2u] = lo.z; ta[dst + 3u] = lo.w;
+        ta[dst + 4u] = hi.x; ta[dst + 5u] = hi.y; ta[dst + 6u] = hi.z; ta[dst + 7u] = hi.w;
+    } else {
+        tb[dst] = lo.x; tb[dst + 1u] = lo.y; tb[dst + 2u] = lo.z; tb[dst + 3u] = lo.w;
+        tb[dst + 4u] = hi.x; tb[dst + 5u] = hi.y; tb[dst + 6u] = hi.z; tb[dst + 7u] = hi.w;
+    }
+}
+
+// Stage op(A)[m0 .. m0+BM, k0 .. k0+BK] and op(B)[k0 .. k0+BK, n0 .. n0+BN]: 512 chunks of 8
+// halves each, 4 per invocation; chunks out of range are zeros.
+fn stage(o: Offsets, m0: u32, n0: u32, k0: u32, lid: u32) {
+    for (var i = 0u; i < 4u; i++) {
+        let e = lid + i * WG;
+        var ok: bool;
+        var g: u32;
+        var dst: u32;
+        if (TRANS_A) { // stored (K, M): slab rows are k
+            let r = e / 16u;
+            let q = (e % 16u) * 8u;
+            ok = k0 + r < p.k && m0 + q < p.m;
+            g = o.a + (k0 + r) * p.m + m0 + q;
+            dst = r * LD_LONG + q;
+        } else { // stored (M, K): slab rows are m
+            let r = e / 4u;
+            let q = (e % 4u) * 8u;
+            ok = m0 + r < p.m && k0 + q < p.k;
+            g = o.a + (m0 + r) * p.k + k0 + q;
+            dst = r * LD_SHORT + q;
+        }
+        var lo = vec4<f16>(0.0h);
+        var hi = vec4<f16>(0.0h);
+        if (ok) { lo = a4[g / 4u]; hi = a4[g / 4u + 1u]; }
+        put8(true, dst, lo, hi);
+
+        if (TRANS_B) { // stored (N, K): slab rows are n
+            let r = e / 4u;
+            let q = (e % 4u) * 8u;
+            ok = n0 + r < p.n && k0 + q < p.k;
+            g = o.b + (n0 + r) * p.k + k0 + q;
+            dst = r * LD_SHORT + q;
+        } else { // stored (K, N): slab rows are k
+            let r = e / 16u;
+            let q = (e % 16u) * 8u;
+            ok = k0 + r < p.k && n0 + q < p.n;
+            g = o.b + (k0 + r) * p.n + n0 + q;
+            dst = r * LD_LONG + q;
+        }
+        lo = vec4<f16>(0.0h);
+        hi = vec4<f16>(0.0h);
+        if (ok) { lo = b4[g / 4u]; hi = b4[g / 4u + 1u]; }
+        put8(false, dst, lo, hi);
+    }
+}
+
+// Fragment i (rows wr + 16 i of the tile, columns kk .. kk+16) of the staged A slab.
+fn frag_a(wr: u32, i: u32, kk: u32) -> coop_mat16x16<f16, A> {
+    if (TRANS_A) { // element (m, k) at k * LD_LONG + m: column-major
+        let o = kk * LD_LONG + wr + i * 16u;
+        let ld = LD_LONG;
+        return coopLoad<coop_mat16x16<f16, A>>(&ta[o], ld);
+    }
+    let o = (wr + i * 16u) * LD_SHORT + kk;
+    let ld = LD_SHORT;
+    return coopLoadT<coop_mat16x16<f16, A>>(&ta[o], ld);
+}
+
+// Fragment j (rows kk .. kk+16, columns wc + 16 j of the tile) of the staged B slab.
+fn frag_b(wc: u32, j: u32, kk: u32) -> coop_mat16x16<f16, B> {
+    if (TRANS_B) { // element (k, n) at n * LD_SHORT + k: column-major
+        let o = (wc + j * 16u) * LD_SHORT + kk;
+        let ld = LD_SHORT;
+        return coopLoad<coop_mat16x16<f16, B>>(&tb[o], ld);
+    }
+    let o = kk * LD_LONG + wc + j * 16u;
+    let ld = LD_LONG;
+    return coopLoadT<coop_mat16x16<f16, B>>(&tb[o], ld);
+}
+
+@compute @workgroup_size(128)
+fn matmul_coop(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_id) sg: u32,
+    @builtin(num_subgroups) nsg: u32,
+) {
+    let o = offsets(wid.z);
+    let m0 = wid.y * BM;
+    let n0 = wid.x * BN;
+    if (lid == 0u) {
+        passes_wg = (4u + nsg - 1u) / nsg;
+    }
+    let passes = workgroupUniformLoad(&passes_wg);
+    let slabs = (p.k + BK - 1u) / BK;
+    var acc: array<coop_mat16x16<f32, C>, 16>;
+    for (var ps = 0u; ps < passes; ps++) {
+        let blk = sg + ps * nsg;
+        let wr = (blk / 2u) * SB;
+        let wc = (blk % 2u) * SB;
+        let busy = blk < 4u && m0 + wr < p.m && n0 + wc < p.n;
+        acc = array<coop_mat16x16<f32, C>, 16>();
+        for (var s = 0u; s < slabs; s++) {
+            workgroupBarrier(); // the previous slab is no longer read
+            stage(o, m0, n0, s * BK, lid);
+            workgroupBarrier();
+            if (busy) {
+                for (var kk = 0u; kk < BK; kk += 16u) {
+                    let a0 = frag_a(wr, 0u, kk);
+                    let a1 = frag_a(wr, 1u, kk);
+                    let a2 = frag_a(wr, 2u, kk);
+                    let a3 = frag_a(wr, 3u, kk);
+                    let b0 = frag_b(wc, 0u, kk);
+                    let b1 = frag_b(wc, 1u, kk);
+                    let b2 = frag_b(wc, 2u, kk);
+                    let b3 = frag_b(wc, 3u, kk);
+                    acc[0] = coopMultiplyAdd(a0, b0, acc[0]);
+                    acc[1] = coopMultiplyAdd(a0, b1, acc[1]);
+                    acc[2] = coopMultiplyAdd(a0, b2, acc[2]);
+                    acc[3] = coopMultiplyAdd(a0, b3, acc[3]);
+                    acc[4] = coopMultiplyAdd(a1, b0, acc[4]);
+                    acc[5] = coopMultiplyAdd(a1, b1, acc[5]);
+                    acc[6] = coopMultiplyAdd(a1, b2, acc[6]);
+                    acc[7] = coopMultiplyAdd(a1, b3, acc[7]);
+                    acc[8] = coopMultiplyAdd(a2, b0, acc[8]);
+                    acc[9] = coopMultiplyAdd(a2, b1, acc[9]);
+                    acc[10] = coopMultiplyAdd(a2, b2, acc[10]);
+                    acc[11] = coopMultiplyAdd(a2, b3, acc[11]);
+                    acc[12] = coopMultiplyAdd(a3, b0, acc[12]);
+                    acc[13] = coopMultiplyAdd(a3, b1, acc[13]);
+                    acc[14] = coopMultiplyAdd(a3, b2, acc[14]);
+                    acc[15] = coopMultiplyAdd(a3, b3, acc[15]);
+                }
+            }
+        }
+        if (busy) {
+            for (var t = 0u; t < 16u; t++) {
+                let row = m0 + wr + (t / 4u) * 16u;
+                let col = n0 + wc + (t % 4u) * 16u;
+                if (row < p.m && col < p.n) {
+                    let co = o.c + row * p.n + col;
+                    let ld = p.n;
+                    coopStoreT(acc[t], &c[co], ld);
+                }
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(128)
+fn matmul_coop_direct(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(subgroup_id) sg: u32,
+    @builtin(num_subgroups) nsg: u32,
+) {
+    let o = offsets(wid.z);
+    let m0 = wid.y * BM;
+    let n0 = wid.x * BN;
+    for (var blk = sg; blk < 4u; blk += nsg) {
+        let wr = (blk / 2u) * SB;
+        let wc = (blk % 2u) * SB;
+        if (m0 + wr >= p.m || n0 + wc >= p.n) {
+            continue;
+        }
+        // Tiles past M or N read the last in-range tile instead (and are not stored).
+        var rows: array<u32, 4>;
+        var cols: array<u32, 4>;
+        for (var i = 0u; i < 4u; i++) {
+            rows[i] = min(m0 + wr + i * 16u, p.m - 16u);
+            cols[i] = min(n0 + wc + i * 16u, p.n - 16u);
+        }
+        var acc: array<coop_mat16x16<f32, C>, 16>;
+        for (var k = 0u; k < p.k; k += 16u) {
+            var fa: array<coop_mat16x16<f16, A>, 4>;
+            var fb: array<coop_mat16x16<f16, B>, 4>;
+            for (var i = 0u; i < 4u; i++) {
+                if (TRANS_A) { // stored (K, M): column-major op(A)
+                    let ao = o.a + k * p.m + rows[i];
+                    let lda = p.m;
+                    fa[i] = coopLoad<coop_mat16x16<f16, A>>(&ah[ao], lda);
+                } else {
+                    let ao = o.a + rows[i] * p.k + k;
+                    let lda = p.k;
+                    fa[i] = coopLoadT<coop_mat16x16<f16, A>>(&ah[ao], lda);
+                }
+                if (TRANS_B) { // stored (N, K): column-major op(B)
+                    let bo = o.b + cols[i] * p.k + k;
+                    let ldb = p.k;
+                    fb[i] = coopLoad<coop_mat16x16<f16, B>>(&bh[bo], ldb);
+                } else {
+                    let bo = o.b + k * p.n + cols[i];
+                    let ldb = p.n;
+                    fb[i] = coopLoadT<coop_mat16x16<f16, B>>(&bh[bo], ldb);
+                }
+            }
+            for (var t = 0u; t < 16u; t++) {
+                acc[t] = coopMultiplyAdd(fa[t / 4u], fb[t % 4u], acc[t]);
+            }
+        }
+        for (var t = 0u; t < 16u; t++) {
+            let row = m0 + wr + (t / 4u) * 16u;
+            let col = n0 + wc + (t % 4u) * 16u;
+            if (row < p.m && col < p.n) {
+                let co = o.c + row * p.n + col;
+                let ld = p.n;
+                coopStoreT(acc[t], &cd[co], ld);
+            }
+        }
+    }
+}
