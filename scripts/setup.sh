@@ -12,4 +12,6 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
   echo "setup: installed ${need[*]}"
 fi
+# The real test models are converted from GGUF with numpy and gguf (scripts/fetch_models.py).
+python3 -c "import numpy, gguf" 2>/dev/null || python3 -m pip install -q --root-user-action=ignore numpy gguf
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust from rustup.rs" >&2; exit 1; }

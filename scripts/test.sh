@@ -3,6 +3,7 @@
 # runtime bounds checks on (the tests' device forces them too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+python3 scripts/fetch_models.py >/dev/null   # the two real test models, cached after the first run
 export TRAINER_SHADER_CHECKS=1
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 cargo test --workspace --all-targets "$@"

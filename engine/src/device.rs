@@ -132,7 +132,16 @@ impl Device {
 
     fn open(adapter: wgpu::Adapter, shader_checks: bool) -> Result<Self> {
         let info = adapter.get_info();
-        let offered = adapter.features();
+        let mut offered = adapter.features();
+        // Our cooperative-matrix kernels use 16x16x16 tiles, f16 inputs, f32 accumulation.
+        let has_coop_shape = adapter.cooperative_matrix_properties().iter().any(|p| {
+            (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
+                && p.ab_type == wgpu::CooperativeScalarType::F16
+                && p.cr_type == wgpu::CooperativeScalarType::F32
+        });
+        if !has_coop_shape {
+            offered.remove(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
+        }
         let wanted = wgpu::Features::SHADER_F16
             | wgpu::Features::SUBGROUP
             | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
