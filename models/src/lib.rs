@@ -2,11 +2,13 @@
 //! safetensors weights, the tokenizer and its chat template.
 
 pub mod config;
+pub mod decoder;
 mod error;
 pub mod tokenizer;
 pub mod weights;
 
 pub use config::{Arch, Config, RopeScaling};
+pub use decoder::{Model, VocabMatrix};
 pub use error::{Error, Result};
 pub use tokenizer::{Message, Tokenizer};
 pub use weights::{Init, Weights};

@@ -1,0 +1,324 @@
+//! The LLaMA / Qwen2 decoder, top to bottom as in the papers' diagram: token embedding,
+//! N x (RMSNorm, attention with rotary embeddings and grouped-query heads, residual,
+//! RMSNorm, SwiGLU MLP, residual), final RMSNorm, LM head (tied to the embedding or not).
+//! Qwen2 is LLaMA with q/k/v biases: one decoder, a config flag. Weight names are HF's.
+
+use engine::ops::{activation::swiglu, attention::attention, embedding::embedding};
+use engine::{Device, Tensor};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::weights::{Init, Weights};
+
+/// A `(rows, cols)` matrix over the vocabulary, stored as row chunks that each fit one GPU
+/// binding (Qwen's 151,936 x 896 f32 embedding is 545 MB; lavapipe binds 128 MiB).
+pub struct VocabMatrix {
+    pub name: String,
+    pub chunks: Vec<Tensor>,
+    /// First vocabulary row of each chunk, and one past the last.
+    pub offsets: Vec<usize>,
+}
+
+impl VocabMatrix {
+    fn load(w: &Weights, name: &str, rows: usize, cols: usize, std: f32) -> Result<VocabMatrix> {
+        let full = w.get(name, &[rows, cols], Init::Normal(std))?;
+        let dev = w.device();
+        let max_rows = ((dev.max_binding_bytes() as usize / 4) / cols).max(1);
+        if rows <= max_rows {
+            return Ok(VocabMatrix { name: name.into(), chunks: vec![full], offsets: vec![0, rows] });
+        }
+        let mut chunks = Vec::new();
+        let mut offsets = vec![0];
+        let mut start = 0;
+        while start < rows {
+            let len = max_rows.min(rows - start);
+            chunks.push(full.narrow(0, start, len)?);
+            start += len;
+            offsets.push(start);
+        }
+        Ok(VocabMatrix { name: name.into(), chunks, offsets })
+    }
+
+    fn vars(self) -> VocabMatrix {
+        VocabMatrix { chunks: self.chunks.into_iter().map(Tensor::var).collect(), ..self }
+    }
+
+    /// Rows `ids` (host ids, `shape`) -> shape + [cols]: each chunk gathers the ids it holds
+    /// (others read as zero rows) and the chunks' results are summed.
+    fn gather(&self, dev: &Device, ids: &[u32], shape: &[usize]) -> Result<Tensor> {
+        let mut out: Option<Tensor> = None;
+        for (i, chunk) in self.chunks.iter().enumerate() {
+            let (lo, hi) = (self.offsets[i] as u32, self.offsets[i + 1] as u32);
+            let local: Vec<u32> =
+                ids.iter().map(|&id| if (lo..hi).contains(&id) { id - lo } else { u32::MAX }).collect();
+            let part = embedding(chunk, &Tensor::from_u32_slice(dev, &local, shape)?)?;
+            out = Some(match out {
+                Some(acc) => acc.add(&part)?,
+                None => part,
+            });
+        }
+        Ok(out.expect("a vocabulary matrix has at least one chunk"))
+    }
+
+    /// x @ self^T over all chunks: (.., cols) -> (.., rows).
+    fn project(&self, x: &Tensor) -> Result<Tensor> {
+        let parts: Vec<Tensor> = self.chunks.iter().map(|c| x.linear(c, None)).collect::<engine::Result<_>>()?;
+        if parts.len() == 1 {
+            return Ok(parts.into_iter().next().expect("one part"));
+        }
+        let refs: Vec<&Tensor> = parts.iter().collect();
+        Ok(Tensor::cat(&refs, -1)?)
+    }
+}
+
+struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    fn new(w: &Weights, out_dim: usize, in_dim: usize, bias: bool, std: f32) -> Result<Linear> {
+        Ok(Linear {
+            weight: w.get("weight", &[out_dim, in_dim], Init::Normal(std))?,
+            bias: if bias { Some(w.get("bias", &[out_dim], Init::Zeros)?) } else { None },
+        })
+    }
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.linear(&self.weight, self.bias.as_ref())?)
+    }
+}
+
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl Mlp {
+    fn new(cfg: &Config, w: &Weights, std: f32) -> Result<Mlp> {
+        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        Ok(Mlp {
+            gate_proj: Linear::new(&w.pp("gate_proj"), i, h, false, std)?,
+            up_proj: Linear::new(&w.pp("up_proj"), i, h, false, std)?,
+            down_proj: Linear::new(&w.pp("down_proj"), h, i, false, std)?,
+        })
+    }
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let act = swiglu(&self.gate_proj.forward(x)?, &self.up_proj.forward(x)?)?;
+        self.down_proj.forward(&act)
+    }
+}
+
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn new(cfg: &Config, w: &Weights, std: f32) -> Result<Attention> {
+        let (h, d) = (cfg.hidden_size, cfg.head_dim);
+        let (nq, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+        Ok(Attention {
+            q_proj: Linear::new(&w.pp("q_proj"), nq * d, h, cfg.qkv_bias, std)?,
+            k_proj: Linear::new(&w.pp("k_proj"), nkv * d, h, cfg.qkv_bias, std)?,
+            v_proj: Linear::new(&w.pp("v_proj"), nkv * d, h, cfg.qkv_bias, std)?,
+            o_proj: Linear::new(&w.pp("o_proj"), h, nq * d, cfg.o_bias, std)?,
+            num_heads: nq,
+            num_kv_heads: nkv,
+            head_dim: d,
+        })
+    }
+
+    /// (B, T, C) -> (B, T, C), causal over T.
+    fn forward(&self, x: &Tensor, positions: &Tensor, inv_freq: &Tensor) -> Result<Tensor> {
+        let (b, t) = (x.dim(0), x.dim(1));
+        let heads = |proj: &Linear, n: usize| -> Result<Tensor> {
+            // (B, T, n*D) -> (B, n, T, D)
+            Ok(proj.forward(x)?.reshape(&[b, t, n, self.head_dim])?.permute(&[0, 2, 1, 3])?)
+        };
+        let q = heads(&self.q_proj, self.num_heads)?.rope_with_freqs(positions, inv_freq)?;
+        let k = heads(&self.k_proj, self.num_kv_heads)?.rope_with_freqs(positions, inv_freq)?;
+        let v = heads(&self.v_proj, self.num_kv_heads)?;
+        let y = attention(&q, &k, &v, true, None)?; // (B, Hq, T, D)
+        let y = y.permute(&[0, 2, 1, 3])?.reshape(&[b, t, self.num_heads * self.head_dim])?;
+        self.o_proj.forward(&y)
+    }
+}
+
+struct DecoderLayer {
+    input_layernorm: Tensor,
+    self_attn: Attention,
+    post_attention_layernorm: Tensor,
+    mlp: Mlp,
+    eps: f32,
+}
+
+impl DecoderLayer {
+    fn new(cfg: &Config, w: &Weights, std: f32) -> Result<DecoderLayer> {
+        let h = cfg.hidden_size;
+        Ok(DecoderLayer {
+            input_layernorm: w.get("input_layernorm.weight", &[h], Init::Ones)?,
+            self_attn: Attention::new(cfg, &w.pp("self_attn"), std)?,
+            post_attention_layernorm: w.get("post_attention_layernorm.weight", &[h], Init::Ones)?,
+            mlp: Mlp::new(cfg, &w.pp("mlp"), std)?,
+            eps: cfg.rms_norm_eps as f32,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, positions: &Tensor, inv_freq: &Tensor) -> Result<Tensor> {
+        let h = x.rms_norm(&self.input_layernorm, self.eps)?;
+        let x = x.add(&self.self_attn.forward(&h, positions, inv_freq)?)?;
+        let h = x.rms_norm(&self.post_attention_layernorm, self.eps)?;
+        Ok(x.add(&self.mlp.forward(&h)?)?)
+    }
+}
+
+/// A causal language model of the LLaMA / Qwen2 family.
+pub struct Model {
+    pub config: Config,
+    embed_tokens: VocabMatrix,
+    layers: Vec<DecoderLayer>,
+    norm: Tensor,
+    /// `None` when tied to the embedding.
+    lm_head: Option<VocabMatrix>,
+    inv_freq: Tensor,
+    dev: Device,
+}
+
+impl Model {
+    /// Build from `weights` (a checkpoint, or random init with std 0.02). With `trainable`,
+    /// every weight is a variable that `backward` returns a gradient for.
+    pub fn new(config: &Config, weights: &Weights, trainable: bool) -> Result<Model> {
+        let std = 0.02;
+        let (h, v) = (config.hidden_size, config.vocab_size);
+        let w = weights.pp("model");
+        let mut embed_tokens = VocabMatrix::load(&w, "embed_tokens.weight", v, h, std)?;
+        embed_tokens.name = "model.embed_tokens.weight".into();
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| DecoderLayer::new(config, &w.pp(format!("layers.{i}")), std))
+            .collect::<Result<Vec<_>>>()?;
+        let norm = w.get("norm.weight", &[h], Init::Ones)?;
+        let lm_head = if config.tie_word_embeddings {
+            None
+        } else {
+            Some(VocabMatrix::load(weights, "lm_head.weight", v, h, std)?)
+        };
+        let dev = weights.device().clone();
+        let inv_freq = config.inv_freq();
+        let inv_freq = Tensor::from_slice(&dev, &inv_freq, &[inv_freq.len()])?;
+        let mut model = Model { config: config.clone(), embed_tokens, layers, norm, lm_head, inv_freq, dev };
+        if trainable {
+            model = model.into_vars();
+        }
+        Ok(model)
+    }
+
+    fn into_vars(self) -> Model {
+        let lin = |l: Linear| Linear { weight: l.weight.var(), bias: l.bias.map(Tensor::var) };
+        let layers = self
+            .layers
+            .into_iter()
+            .map(|l| DecoderLayer {
+                input_layernorm: l.input_layernorm.var(),
+                self_attn: Attention {
+                    q_proj: lin(l.self_attn.q_proj),
+                    k_proj: lin(l.self_attn.k_proj),
+                    v_proj: lin(l.self_attn.v_proj),
+                    o_proj: lin(l.self_attn.o_proj),
+                    ..l.self_attn
+                },
+                post_attention_layernorm: l.post_attention_layernorm.var(),
+                mlp: Mlp {
+                    gate_proj: lin(l.mlp.gate_proj),
+                    up_proj: lin(l.mlp.up_proj),
+                    down_proj: lin(l.mlp.down_proj),
+                },
+                eps: l.eps,
+            })
+            .collect();
+        Model {
+            embed_tokens: self.embed_tokens.vars(),
+            layers,
+            norm: self.norm.var(),
+            lm_head: self.lm_head.map(VocabMatrix::vars),
+            ..self
+        }
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.dev
+    }
+
+    /// Final-normed hidden states (B, T, C) of `ids` (B x T, row-major, on the host).
+    pub fn hidden_states(&self, ids: &[u32], batch: usize, seq_len: usize) -> Result<Tensor> {
+        if ids.len() != batch * seq_len || ids.is_empty() {
+            return Err(Error::Engine(engine::Error::DataLength {
+                op: "Model::hidden_states",
+                len: ids.len(),
+                shape: vec![batch, seq_len],
+                expected: batch * seq_len,
+            }));
+        }
+        engine::ops::embedding::check_ids(ids, self.config.vocab_size)?;
+        let positions: Vec<u32> = (0..seq_len as u32).collect();
+        let positions = Tensor::from_u32_slice(&self.dev, &positions, &[seq_len])?;
+        let mut x = self.embed_tokens.gather(&self.dev, ids, &[batch, seq_len])?;
+        for layer in &self.layers {
+            x = layer.forward(&x, &positions, &self.inv_freq)?;
+        }
+        Ok(x.rms_norm(&self.norm, self.config.rms_norm_eps as f32)?)
+    }
+
+    /// The LM head: (.., C) -> (.., V) logits.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.lm_head.as_ref().unwrap_or(&self.embed_tokens).project(hidden)
+    }
+
+    /// Logits (B, T, V) of `ids` (B x T on the host).
+    pub fn forward(&self, ids: &[u32], batch: usize, seq_len: usize) -> Result<Tensor> {
+        self.logits(&self.hidden_states(ids, batch, seq_len)?)
+    }
+
+    /// The LM head's weight chunks (the embedding's when tied).
+    pub fn lm_head(&self) -> &VocabMatrix {
+        self.lm_head.as_ref().unwrap_or(&self.embed_tokens)
+    }
+
+    /// Every weight under its HF name; a vocabulary matrix split into chunks appears once
+    /// per chunk, as `name` then `name#1`, `name#2`, ...
+    pub fn parameters(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        let vocab = |m: &VocabMatrix, out: &mut Vec<(String, Tensor)>| {
+            for (i, c) in m.chunks.iter().enumerate() {
+                let name = if i == 0 { m.name.clone() } else { format!("{}#{i}", m.name) };
+                out.push((name, c.clone()));
+            }
+        };
+        vocab(&self.embed_tokens, &mut out);
+        for (i, l) in self.layers.iter().enumerate() {
+            let p = format!("model.layers.{i}");
+            out.push((format!("{p}.input_layernorm.weight"), l.input_layernorm.clone()));
+            let a = &l.self_attn;
+            for (n, lin) in [("q_proj", &a.q_proj), ("k_proj", &a.k_proj), ("v_proj", &a.v_proj), ("o_proj", &a.o_proj)] {
+                out.push((format!("{p}.self_attn.{n}.weight"), lin.weight.clone()));
+                if let Some(b) = &lin.bias {
+                    out.push((format!("{p}.self_attn.{n}.bias"), b.clone()));
+                }
+            }
+            out.push((format!("{p}.post_attention_layernorm.weight"), l.post_attention_layernorm.clone()));
+            for (n, lin) in [("gate_proj", &l.mlp.gate_proj), ("up_proj", &l.mlp.up_proj), ("down_proj", &l.mlp.down_proj)] {
+                out.push((format!("{p}.mlp.{n}.weight"), lin.weight.clone()));
+            }
+        }
+        out.push(("model.norm.weight".into(), self.norm.clone()));
+        if let Some(head) = &self.lm_head {
+            vocab(head, &mut out);
+        }
+        out
+    }
+}
