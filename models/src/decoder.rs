@@ -21,26 +21,28 @@ pub struct VocabMatrix {
 
 impl VocabMatrix {
     fn load(w: &Weights, name: &str, rows: usize, cols: usize, std: f32) -> Result<VocabMatrix> {
-        let full = w.get(name, &[rows, cols], Init::Normal(std))?;
-        let dev = w.device();
-        let max_rows = ((dev.max_binding_bytes() as usize / 4) / cols).max(1);
-        if rows <= max_rows {
-            return Ok(VocabMatrix { name: name.into(), chunks: vec![full], offsets: vec![0, rows] });
-        }
+        let max_rows = ((w.device().max_binding_bytes() as usize / 4) / cols).max(1);
         let mut chunks = Vec::new();
         let mut offsets = vec![0];
         let mut start = 0;
         while start < rows {
             let len = max_rows.min(rows - start);
-            chunks.push(full.narrow(0, start, len)?);
+            chunks.push(w.get_rows(name, &[rows, cols], start..start + len, Init::Normal(std))?);
             start += len;
             offsets.push(start);
         }
-        Ok(VocabMatrix { name: name.into(), chunks, offsets })
+        Ok(VocabMatrix {
+            name: name.into(),
+            chunks,
+            offsets,
+        })
     }
 
     fn vars(self) -> VocabMatrix {
-        VocabMatrix { chunks: self.chunks.into_iter().map(Tensor::var).collect(), ..self }
+        VocabMatrix {
+            chunks: self.chunks.into_iter().map(Tensor::var).collect(),
+            ..self
+        }
     }
 
     /// Rows `ids` (host ids, `shape`) -> shape + [cols]: each chunk gathers the ids it holds
@@ -49,8 +51,16 @@ impl VocabMatrix {
         let mut out: Option<Tensor> = None;
         for (i, chunk) in self.chunks.iter().enumerate() {
             let (lo, hi) = (self.offsets[i] as u32, self.offsets[i + 1] as u32);
-            let local: Vec<u32> =
-                ids.iter().map(|&id| if (lo..hi).contains(&id) { id - lo } else { u32::MAX }).collect();
+            let local: Vec<u32> = ids
+                .iter()
+                .map(|&id| {
+                    if (lo..hi).contains(&id) {
+                        id - lo
+                    } else {
+                        u32::MAX
+                    }
+                })
+                .collect();
             let part = embedding(chunk, &Tensor::from_u32_slice(dev, &local, shape)?)?;
             out = Some(match out {
                 Some(acc) => acc.add(&part)?,
@@ -62,7 +72,11 @@ impl VocabMatrix {
 
     /// x @ self^T over all chunks: (.., cols) -> (.., rows).
     fn project(&self, x: &Tensor) -> Result<Tensor> {
-        let parts: Vec<Tensor> = self.chunks.iter().map(|c| x.linear(c, None)).collect::<engine::Result<_>>()?;
+        let parts: Vec<Tensor> = self
+            .chunks
+            .iter()
+            .map(|c| x.linear(c, None))
+            .collect::<engine::Result<_>>()?;
         if parts.len() == 1 {
             return Ok(parts.into_iter().next().expect("one part"));
         }
@@ -80,7 +94,11 @@ impl Linear {
     fn new(w: &Weights, out_dim: usize, in_dim: usize, bias: bool, std: f32) -> Result<Linear> {
         Ok(Linear {
             weight: w.get("weight", &[out_dim, in_dim], Init::Normal(std))?,
-            bias: if bias { Some(w.get("bias", &[out_dim], Init::Zeros)?) } else { None },
+            bias: if bias {
+                Some(w.get("bias", &[out_dim], Init::Zeros)?)
+            } else {
+                None
+            },
         })
     }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -139,13 +157,18 @@ impl Attention {
         let (b, t) = (x.dim(0), x.dim(1));
         let heads = |proj: &Linear, n: usize| -> Result<Tensor> {
             // (B, T, n*D) -> (B, n, T, D)
-            Ok(proj.forward(x)?.reshape(&[b, t, n, self.head_dim])?.permute(&[0, 2, 1, 3])?)
+            Ok(proj
+                .forward(x)?
+                .reshape(&[b, t, n, self.head_dim])?
+                .permute(&[0, 2, 1, 3])?)
         };
         let q = heads(&self.q_proj, self.num_heads)?.rope_with_freqs(positions, inv_freq)?;
         let k = heads(&self.k_proj, self.num_kv_heads)?.rope_with_freqs(positions, inv_freq)?;
         let v = heads(&self.v_proj, self.num_kv_heads)?;
         let y = attention(&q, &k, &v, true, None)?; // (B, Hq, T, D)
-        let y = y.permute(&[0, 2, 1, 3])?.reshape(&[b, t, self.num_heads * self.head_dim])?;
+        let y = y
+            .permute(&[0, 2, 1, 3])?
+            .reshape(&[b, t, self.num_heads * self.head_dim])?;
         self.o_proj.forward(&y)
     }
 }
@@ -211,7 +234,15 @@ impl Model {
         let dev = weights.device().clone();
         let inv_freq = config.inv_freq();
         let inv_freq = Tensor::from_slice(&dev, &inv_freq, &[inv_freq.len()])?;
-        let mut model = Model { config: config.clone(), embed_tokens, layers, norm, lm_head, inv_freq, dev };
+        let mut model = Model {
+            config: config.clone(),
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            inv_freq,
+            dev,
+        };
         if trainable {
             model = model.into_vars();
         }
@@ -219,7 +250,10 @@ impl Model {
     }
 
     fn into_vars(self) -> Model {
-        let lin = |l: Linear| Linear { weight: l.weight.var(), bias: l.bias.map(Tensor::var) };
+        let lin = |l: Linear| Linear {
+            weight: l.weight.var(),
+            bias: l.bias.map(Tensor::var),
+        };
         let layers = self
             .layers
             .into_iter()
@@ -267,7 +301,9 @@ impl Model {
         engine::ops::embedding::check_ids(ids, self.config.vocab_size)?;
         let positions: Vec<u32> = (0..seq_len as u32).collect();
         let positions = Tensor::from_u32_slice(&self.dev, &positions, &[seq_len])?;
-        let mut x = self.embed_tokens.gather(&self.dev, ids, &[batch, seq_len])?;
+        let mut x = self
+            .embed_tokens
+            .gather(&self.dev, ids, &[batch, seq_len])?;
         for layer in &self.layers {
             x = layer.forward(&x, &positions, &self.inv_freq)?;
         }
@@ -276,7 +312,10 @@ impl Model {
 
     /// The LM head: (.., C) -> (.., V) logits.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        self.lm_head.as_ref().unwrap_or(&self.embed_tokens).project(hidden)
+        self.lm_head
+            .as_ref()
+            .unwrap_or(&self.embed_tokens)
+            .project(hidden)
     }
 
     /// Logits (B, T, V) of `ids` (B x T on the host).
@@ -295,23 +334,42 @@ impl Model {
         let mut out = Vec::new();
         let vocab = |m: &VocabMatrix, out: &mut Vec<(String, Tensor)>| {
             for (i, c) in m.chunks.iter().enumerate() {
-                let name = if i == 0 { m.name.clone() } else { format!("{}#{i}", m.name) };
+                let name = if i == 0 {
+                    m.name.clone()
+                } else {
+                    format!("{}#{i}", m.name)
+                };
                 out.push((name, c.clone()));
             }
         };
         vocab(&self.embed_tokens, &mut out);
         for (i, l) in self.layers.iter().enumerate() {
             let p = format!("model.layers.{i}");
-            out.push((format!("{p}.input_layernorm.weight"), l.input_layernorm.clone()));
+            out.push((
+                format!("{p}.input_layernorm.weight"),
+                l.input_layernorm.clone(),
+            ));
             let a = &l.self_attn;
-            for (n, lin) in [("q_proj", &a.q_proj), ("k_proj", &a.k_proj), ("v_proj", &a.v_proj), ("o_proj", &a.o_proj)] {
+            for (n, lin) in [
+                ("q_proj", &a.q_proj),
+                ("k_proj", &a.k_proj),
+                ("v_proj", &a.v_proj),
+                ("o_proj", &a.o_proj),
+            ] {
                 out.push((format!("{p}.self_attn.{n}.weight"), lin.weight.clone()));
                 if let Some(b) = &lin.bias {
                     out.push((format!("{p}.self_attn.{n}.bias"), b.clone()));
                 }
             }
-            out.push((format!("{p}.post_attention_layernorm.weight"), l.post_attention_layernorm.clone()));
-            for (n, lin) in [("gate_proj", &l.mlp.gate_proj), ("up_proj", &l.mlp.up_proj), ("down_proj", &l.mlp.down_proj)] {
+            out.push((
+                format!("{p}.post_attention_layernorm.weight"),
+                l.post_attention_layernorm.clone(),
+            ));
+            for (n, lin) in [
+                ("gate_proj", &l.mlp.gate_proj),
+                ("up_proj", &l.mlp.up_proj),
+                ("down_proj", &l.mlp.down_proj),
+            ] {
                 out.push((format!("{p}.mlp.{n}.weight"), lin.weight.clone()));
             }
         }

@@ -161,6 +161,19 @@ impl Weights {
     /// The tensor `name` as f32 on the device, which must have `shape`; random init fills
     /// it as `init` says.
     pub fn get(&self, name: &str, shape: &[usize], init: Init) -> Result<Tensor> {
+        let rows = shape.first().copied().unwrap_or(1);
+        self.get_rows(name, shape, 0..rows, init)
+    }
+
+    /// Rows `rows` (along the first dimension) of the tensor `name`, which must have
+    /// `shape`: for matrices too large for one GPU binding, loaded a block at a time.
+    pub fn get_rows(
+        &self,
+        name: &str,
+        shape: &[usize],
+        rows: std::ops::Range<usize>,
+        init: Init,
+    ) -> Result<Tensor> {
         let full = self.full_name(name);
         let data = match &*self.source {
             Source::Safetensors { files, by_name } => {
@@ -172,15 +185,28 @@ impl Weights {
                         path: first,
                         name: full.clone(),
                     })?;
-                read_f32(file, &full, shape)?
+                read_f32(file, &full, shape, rows.clone())?
             }
-            Source::Random { seed } => random_data(*seed, &full, shape, init),
+            Source::Random { seed } => {
+                let row_len: usize = shape.iter().skip(1).product();
+                random_data(*seed, &full, shape, init)[rows.start * row_len..rows.end * row_len]
+                    .to_vec()
+            }
         };
-        Ok(Tensor::from_slice(&self.dev, &data, shape)?)
+        let mut block = shape.to_vec();
+        if let Some(first) = block.first_mut() {
+            *first = rows.len();
+        }
+        Ok(Tensor::from_slice(&self.dev, &data, &block)?)
     }
 }
 
-fn read_f32(file: &File, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+fn read_f32(
+    file: &File,
+    name: &str,
+    shape: &[usize],
+    rows: std::ops::Range<usize>,
+) -> Result<Vec<f32>> {
     let info = file
         .metadata
         .info(name)
@@ -199,6 +225,8 @@ fn read_f32(file: &File, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
     let (start, end) = info.data_offsets;
     let base = 8 + file.header_len;
     let bytes = &file.mmap[base + start..base + end];
+    let row_bytes = bytes.len() / shape.first().copied().unwrap_or(1).max(1);
+    let bytes = &bytes[rows.start * row_bytes..rows.end * row_bytes];
     Ok(match info.dtype {
         Dtype::F32 => bytes
             .chunks_exact(4)

@@ -17,15 +17,25 @@ fn device() -> Device {
 
 fn f32s(st: &SafeTensors, name: &str) -> (Vec<f32>, Vec<usize>) {
     let t = st.tensor(name).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let data = t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let data = t
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     (data, t.shape().to_vec())
 }
 
 /// max |got - want| / max |want|
 fn rel_err(got: &[f32], want: &[f32]) -> f64 {
     assert_eq!(got.len(), want.len());
-    let scale = want.iter().fold(0f64, |m, &w| m.max(w.abs() as f64)).max(1e-30);
-    got.iter().zip(want).fold(0f64, |m, (&g, &w)| m.max((g as f64 - w as f64).abs())) / scale
+    let scale = want
+        .iter()
+        .fold(0f64, |m, &w| m.max(w.abs() as f64))
+        .max(1e-30);
+    got.iter()
+        .zip(want)
+        .fold(0f64, |m, (&g, &w)| m.max((g as f64 - w as f64).abs()))
+        / scale
 }
 
 /// Mean next-token cross-entropy of `logits` (B, T, V) for `ids`, as HF's causal LM loss.
@@ -39,7 +49,12 @@ fn next_token_loss(logits: &Tensor, ids: &[u32], b: usize, t: usize) -> Tensor {
     }
     let onehot = Tensor::from_slice(logits.device(), &onehot, &[b, t - 1, v]).unwrap();
     let logp = logits.narrow(1, 0, t - 1).unwrap().log_softmax().unwrap();
-    logp.mul(&onehot).unwrap().sum_all().unwrap().scale(-1.0 / (b * (t - 1)) as f32).unwrap()
+    logp.mul(&onehot)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .scale(-1.0 / (b * (t - 1)) as f32)
+        .unwrap()
 }
 
 fn check(name: &str) {
@@ -51,7 +66,11 @@ fn check(name: &str) {
     let refs = SafeTensors::deserialize(&bytes).unwrap();
     let ids_t = refs.tensor("input_ids").unwrap();
     let (b, t) = (ids_t.shape()[0], ids_t.shape()[1]);
-    let ids: Vec<u32> = ids_t.data().chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as u32).collect();
+    let ids: Vec<u32> = ids_t
+        .data()
+        .chunks_exact(4)
+        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as u32)
+        .collect();
 
     let logits = model.forward(&ids, b, t).unwrap();
     let (want, shape) = f32s(&refs, "logits");
@@ -63,7 +82,11 @@ fn check(name: &str) {
     let loss = next_token_loss(&logits, &ids, b, t);
     let (want_loss, _) = f32s(&refs, "loss");
     let got_loss = loss.to_scalar().unwrap();
-    assert!(((got_loss - want_loss[0]) / want_loss[0]).abs() <= 1e-5, "{name}: loss {got_loss} vs {}", want_loss[0]);
+    assert!(
+        ((got_loss - want_loss[0]) / want_loss[0]).abs() <= 1e-5,
+        "{name}: loss {got_loss} vs {}",
+        want_loss[0]
+    );
 
     let grads = loss.backward().unwrap();
     let mut checked = 0;
@@ -71,14 +94,25 @@ fn check(name: &str) {
         let (want, shape) = f32s(&refs, &format!("grad.{pname}"));
         assert_eq!(p.shape(), &shape[..], "{pname}");
         assert_eq!(p.dtype(), DType::F32);
-        let got = grads.get(&p).unwrap_or_else(|| panic!("{name}: no gradient for {pname}")).to_vec().unwrap();
+        let got = grads
+            .get(&p)
+            .unwrap_or_else(|| panic!("{name}: no gradient for {pname}"))
+            .to_vec()
+            .unwrap();
         let err = rel_err(&got, &want);
         eprintln!("{name}: grad {pname} rel err {err:.2e}");
         assert!(err <= 1e-3, "{name}: gradient of {pname}: error {err:.2e}");
         checked += 1;
     }
-    let expected = refs.names().iter().filter(|n| n.starts_with("grad.")).count();
-    assert_eq!(checked, expected, "{name}: every HF parameter has a counterpart");
+    let expected = refs
+        .names()
+        .iter()
+        .filter(|n| n.starts_with("grad."))
+        .count();
+    assert_eq!(
+        checked, expected,
+        "{name}: every HF parameter has a counterpart"
+    );
 }
 
 #[test]
