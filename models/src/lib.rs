@@ -4,11 +4,13 @@
 pub mod config;
 pub mod decoder;
 mod error;
+pub mod save;
 pub mod tokenizer;
 pub mod weights;
 
 pub use config::{Arch, Config, RopeScaling};
 pub use decoder::{Model, VocabMatrix};
 pub use error::{Error, Result};
+pub use save::SaveDtype;
 pub use tokenizer::{Message, Tokenizer};
 pub use weights::{Init, Weights};

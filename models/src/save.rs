@@ -1,0 +1,149 @@
+//! Writing a checkpoint that HF transformers loads as it is: `model.safetensors` under HF's
+//! tensor names, `config.json`, and the tokenizer files copied from the source folder. The
+//! folder is written under a temporary name and renamed, so a crash leaves no half checkpoint.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::decoder::Model;
+use crate::error::{Error, Result};
+
+/// The dtype tensors are stored in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveDtype {
+    F32,
+    BF16,
+}
+
+const TOKENIZER_FILES: &[&str] = &[
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+    "special_tokens_map.json",
+    "generation_config.json",
+];
+
+impl Model {
+    /// The model's weights by HF name, on the host, vocabulary chunks joined.
+    pub fn state_dict(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+        let mut out: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+        for (name, t) in self.parameters() {
+            let data = t.to_vec()?;
+            match name.split_once('#') {
+                // A later chunk of a vocabulary matrix: append its rows.
+                Some((base, _)) => {
+                    let entry = out
+                        .iter_mut()
+                        .find(|(n, _, _)| n == base)
+                        .expect("chunk 0 comes first");
+                    entry.1[0] += t.dim(0);
+                    entry.2.extend(data);
+                }
+                None => out.push((name, t.shape().to_vec(), data)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Write an HF checkpoint into `dir` (replacing it), copying the tokenizer files found in
+    /// `tokenizer_dir`.
+    pub fn save(&self, dir: &Path, tokenizer_dir: Option<&Path>, dtype: SaveDtype) -> Result<()> {
+        let parent = dir
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "checkpoint".into());
+        let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        }
+        std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+
+        write_safetensors(&tmp.join("model.safetensors"), &self.state_dict()?, dtype)?;
+        let mut config = self.config.raw.clone();
+        if let Value::Object(map) = &mut config {
+            let d = match dtype {
+                SaveDtype::F32 => "float32",
+                SaveDtype::BF16 => "bfloat16",
+            };
+            map.insert("dtype".into(), Value::from(d));
+            map.insert("torch_dtype".into(), Value::from(d));
+        }
+        let cfg_path = tmp.join("config.json");
+        let text = serde_json::to_string_pretty(&config).map_err(|e| Error::Json {
+            path: cfg_path.clone(),
+            msg: e.to_string(),
+        })?;
+        std::fs::write(&cfg_path, text + "\n").map_err(|e| Error::io(&cfg_path, e))?;
+        if let Some(src) = tokenizer_dir {
+            for file in TOKENIZER_FILES {
+                let from = src.join(file);
+                if from.exists() {
+                    std::fs::copy(&from, tmp.join(file)).map_err(|e| Error::io(&from, e))?;
+                }
+            }
+        }
+        if dir.exists() {
+            let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+            std::fs::rename(dir, &old).map_err(|e| Error::io(dir, e))?;
+            std::fs::rename(&tmp, dir).map_err(|e| Error::io(dir, e))?;
+            std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+        } else {
+            std::fs::rename(&tmp, dir).map_err(|e| Error::io(dir, e))?;
+        }
+        Ok(())
+    }
+}
+
+fn write_safetensors(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    dtype: SaveDtype,
+) -> Result<()> {
+    let (tag, width) = match dtype {
+        SaveDtype::F32 => ("F32", 4),
+        SaveDtype::BF16 => ("BF16", 2),
+    };
+    let mut header = serde_json::Map::new();
+    let mut offset = 0usize;
+    for (name, shape, data) in tensors {
+        let len = data.len() * width;
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": tag, "shape": shape, "data_offsets": [offset, offset + len]}),
+        );
+        offset += len;
+    }
+    header.insert("__metadata__".into(), serde_json::json!({"format": "pt"}));
+    let mut raw = serde_json::to_vec(&Value::Object(header)).map_err(|e| Error::Json {
+        path: path.into(),
+        msg: e.to_string(),
+    })?;
+    raw.resize(raw.len().div_ceil(8) * 8, b' ');
+    let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    let mut w = std::io::BufWriter::new(file);
+    let io = |e| Error::io(path, e);
+    w.write_all(&(raw.len() as u64).to_le_bytes()).map_err(io)?;
+    w.write_all(&raw).map_err(io)?;
+    for (_, _, data) in tensors {
+        for &x in data {
+            match dtype {
+                SaveDtype::F32 => w.write_all(&x.to_le_bytes()).map_err(io)?,
+                SaveDtype::BF16 => w
+                    .write_all(&half::bf16::from_f32(x).to_le_bytes())
+                    .map_err(io)?,
+            }
+        }
+    }
+    w.into_inner()
+        .map_err(|e| Error::io(path, e.into_error()))?
+        .sync_all()
+        .map_err(io)?;
+    Ok(())
+}
