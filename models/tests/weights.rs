@@ -96,7 +96,7 @@ fn bad_checkpoints_name_file_and_tensor() {
     );
     let dev = device();
     let w = Weights::from_dir(&dev, dir.path()).unwrap();
-    let err = |r: models::Result<engine::Tensor>| r.err().expect("an error").to_string();
+    let err = |r: models::Result<engine::Tensor>| r.expect_err("an error").to_string();
     let e = err(w.get("missing", &[1], Init::Zeros));
     assert!(
         e.contains("model.safetensors") && e.contains("`missing` is missing"),
