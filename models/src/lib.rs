@@ -14,3 +14,13 @@ pub use error::{Error, Result};
 pub use save::SaveDtype;
 pub use tokenizer::{Message, Tokenizer};
 pub use weights::{Init, Weights};
+
+/// The project's cache folder: `$TRAINER_CACHE`, default `~/.cache/trainer` (converted test
+/// models live under `models/`).
+pub fn trainer_cache() -> std::path::PathBuf {
+    match std::env::var_os("TRAINER_CACHE") {
+        Some(dir) => dir.into(),
+        None => std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache/trainer"),
+    }
+}

@@ -1,0 +1,261 @@
+//! Training data: JSONL files in three shapes, tokenized with the model's tokenizer and chat
+//! template into token ids and a loss mask, following verl's SFT conventions.
+//!
+//! - `{"prompt", "response"}`: the prompt as one user turn through the chat template with the
+//!   generation prompt, then response + eos, each tokenized without special tokens; loss on
+//!   the response tokens only.
+//! - `{"messages": [{"role", "content"}, ...]}`: the conversation through the chat template;
+//!   loss on the assistant turns.
+//! - `{"text"}`: the text (with the tokenizer's special tokens) + eos; loss on every token.
+
+use std::path::{Path, PathBuf};
+
+use models::{Message, Tokenizer};
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{line}: {msg}", path.display())]
+    Line {
+        path: PathBuf,
+        line: usize,
+        msg: String,
+    },
+    #[error("{}: {msg}", path.display())]
+    File { path: PathBuf, msg: String },
+}
+
+/// Which shape the records have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// Decided per record by which fields are present.
+    Auto,
+    PromptResponse,
+    Messages,
+    Text,
+}
+
+/// Field names of the three shapes (configurable, as verl's `prompt_key` and friends).
+#[derive(Debug, Clone)]
+pub struct Fields {
+    pub prompt: String,
+    pub response: String,
+    pub messages: String,
+    pub text: String,
+}
+
+impl Default for Fields {
+    fn default() -> Self {
+        Fields {
+            prompt: "prompt".into(),
+            response: "response".into(),
+            messages: "messages".into(),
+            text: "text".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DataOptions {
+    pub shape: Shape,
+    pub fields: Fields,
+    /// Sequences longer than this are cut at the end (the prompt is kept whole where it fits).
+    pub max_length: usize,
+}
+
+/// One tokenized example: `loss[i]` says whether token i is a target (predicted from the
+/// tokens before it); `loss[0]` is always false.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    pub ids: Vec<u32>,
+    pub loss: Vec<bool>,
+}
+
+impl Example {
+    pub fn loss_tokens(&self) -> usize {
+        self.loss.iter().filter(|&&l| l).count()
+    }
+}
+
+#[derive(Debug)]
+pub struct Dataset {
+    pub path: PathBuf,
+    pub examples: Vec<Example>,
+    /// Records cut to `max_length`.
+    pub truncated: usize,
+    /// Records left with no loss token (all of them past `max_length`, or no assistant turn).
+    pub dropped: usize,
+}
+
+impl Dataset {
+    pub fn loss_tokens(&self) -> usize {
+        self.examples.iter().map(Example::loss_tokens).sum()
+    }
+}
+
+/// Read and tokenize a JSONL file.
+pub fn load(path: &Path, tok: &Tokenizer, opts: &DataOptions) -> Result<Dataset, DataError> {
+    let text = std::fs::read_to_string(path).map_err(|source| DataError::Io {
+        path: path.into(),
+        source,
+    })?;
+    let mut ds = Dataset {
+        path: path.into(),
+        examples: Vec::new(),
+        truncated: 0,
+        dropped: 0,
+    };
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = |msg: String| DataError::Line {
+            path: path.into(),
+            line: i + 1,
+            msg,
+        };
+        let record: Value =
+            serde_json::from_str(line).map_err(|e| at(format!("not valid JSON: {e}")))?;
+        let mut ex = tokenize(&record, tok, opts).map_err(at)?;
+        if ex.ids.len() > opts.max_length {
+            ex.ids.truncate(opts.max_length);
+            ex.loss.truncate(opts.max_length);
+            ds.truncated += 1;
+        }
+        if ex.loss_tokens() == 0 {
+            ds.dropped += 1;
+        } else {
+            ds.examples.push(ex);
+        }
+    }
+    if ds.examples.is_empty() {
+        let msg = if ds.dropped > 0 {
+            format!(
+                "none of its {} records has a loss token within --max-length {}",
+                ds.dropped, opts.max_length
+            )
+        } else {
+            "no records".to_string()
+        };
+        return Err(DataError::File {
+            path: path.into(),
+            msg,
+        });
+    }
+    Ok(ds)
+}
+
+fn string_field<'a>(record: &'a Value, name: &str) -> Result<&'a str, String> {
+    match record.get(name) {
+        Some(Value::String(s)) => Ok(s),
+        Some(other) => Err(format!(
+            "field `{name}` must be a string, found {}",
+            kind(other)
+        )),
+        None => Err(format!("missing field `{name}`")),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Tokenize one record in the shape `opts` names (or the one its fields show).
+pub fn tokenize(record: &Value, tok: &Tokenizer, opts: &DataOptions) -> Result<Example, String> {
+    let f = &opts.fields;
+    if !record.is_object() {
+        return Err(format!(
+            "a record must be a JSON object, found {}",
+            kind(record)
+        ));
+    }
+    let shape = match opts.shape {
+        Shape::Auto if record.get(&f.messages).is_some() => Shape::Messages,
+        Shape::Auto if record.get(&f.prompt).is_some() => Shape::PromptResponse,
+        Shape::Auto if record.get(&f.text).is_some() => Shape::Text,
+        Shape::Auto => {
+            return Err(format!(
+                "no `{}`, `{}` or `{}` field (set the field names with --prompt-field and friends)",
+                f.messages, f.prompt, f.text
+            ))
+        }
+        s => s,
+    };
+    let enc = |s: &str, special: bool| tok.encode(s, special).map_err(|e| e.to_string());
+    let eos = tok.eos_token().ok_or("the tokenizer has no eos token")?;
+    match shape {
+        Shape::PromptResponse => {
+            let prompt = string_field(record, &f.prompt)?;
+            let response = string_field(record, &f.response)?;
+            let rendered = tok
+                .apply_chat_template(&[Message::new("user", prompt)], true)
+                .map_err(|e| e.to_string())?;
+            let mut ids = enc(&rendered, false)?;
+            let n_prompt = ids.len();
+            ids.extend(enc(&format!("{response}{eos}"), false)?);
+            let loss = (0..ids.len()).map(|i| i >= n_prompt && i > 0).collect();
+            Ok(Example { ids, loss })
+        }
+        Shape::Messages => {
+            let messages: Vec<Message> =
+                serde_json::from_value(record.get(&f.messages).cloned().unwrap_or(Value::Null))
+                    .map_err(|e| {
+                        format!(
+                            "field `{}` must be a list of {{\"role\", \"content\"}} objects: {e}",
+                            f.messages
+                        )
+                    })?;
+            if messages.is_empty() {
+                return Err(format!("field `{}` is empty", f.messages));
+            }
+            let render = |m: &[Message], gen: bool| -> Result<Vec<u32>, String> {
+                enc(
+                    &tok.apply_chat_template(m, gen).map_err(|e| e.to_string())?,
+                    false,
+                )
+            };
+            let ids = render(&messages, false)?;
+            let mut loss = vec![false; ids.len()];
+            for (i, m) in messages.iter().enumerate() {
+                if m.role != "assistant" {
+                    continue;
+                }
+                // The assistant turn spans from the prompt-with-generation-header to the end of
+                // the conversation rendered up to and including this turn.
+                let start = render(&messages[..i], true)?.len();
+                let upto = render(&messages[..=i], false)?;
+                if upto.len() > ids.len() || upto[..] != ids[..upto.len()] || start > upto.len() {
+                    return Err(
+                        "the chat template does not render conversations prefix by prefix; \
+                                use the prompt/response shape"
+                            .into(),
+                    );
+                }
+                for l in &mut loss[start.max(1)..upto.len()] {
+                    *l = true;
+                }
+            }
+            Ok(Example { ids, loss })
+        }
+        Shape::Text => {
+            let text = string_field(record, &f.text)?;
+            let mut ids = enc(text, true)?;
+            ids.extend(enc(eos, false)?);
+            let loss = (0..ids.len()).map(|i| i > 0).collect();
+            Ok(Example { ids, loss })
+        }
+        Shape::Auto => unreachable!("resolved above"),
+    }
+}

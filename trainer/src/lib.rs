@@ -1,0 +1,4 @@
+//! The `trainer` library: data, objectives, the SFT loop, diagnose, eval, checkpoints and
+//! metrics, under the `trainer` binary.
+
+pub mod data;
