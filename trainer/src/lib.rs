@@ -1,4 +1,5 @@
 //! The `trainer` library: data, objectives, the SFT loop, diagnose, eval, checkpoints and
 //! metrics, under the `trainer` binary.
 
+pub mod batch;
 pub mod data;
