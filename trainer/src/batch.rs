@@ -88,7 +88,7 @@ pub fn shuffled(n: usize, seed: u64) -> Vec<usize> {
 /// Split indices into (train, held out): `fraction` of them (at least one when fraction > 0
 /// and there are two or more) held out, chosen by `seed`.
 pub fn split(n: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
-    let order = shuffled(n, seed ^ 0x5EED_0F_5B11);
+    let order = shuffled(n, seed ^ 0x005E_ED0F_5B11);
     // Keep at least one example for training; hold out at least one when asked to.
     let mut held = (((n as f64) * fraction).round() as usize).min(n.saturating_sub(1));
     if fraction > 0.0 && n >= 2 {
