@@ -5,14 +5,8 @@
 mod common;
 use common::*;
 
-use engine::{no_grad, Device, DeviceOptions};
+use engine::no_grad;
 use models::{Config, Model, Weights};
-
-fn device() -> Device {
-    let mut opts = DeviceOptions::from_env();
-    opts.shader_checks = true;
-    Device::with_options(opts).expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)")
-}
 
 fn check_logprobs(name: &str) {
     let dir = model_dir(name);

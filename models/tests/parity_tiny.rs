@@ -5,15 +5,9 @@
 mod common;
 use common::*;
 
-use engine::{DType, Device, DeviceOptions, Tensor};
+use engine::{DType, Tensor};
 use models::{Config, Model, Weights};
 use safetensors::SafeTensors;
-
-fn device() -> Device {
-    let mut opts = DeviceOptions::from_env();
-    opts.shader_checks = true;
-    Device::with_options(opts).expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)")
-}
 
 fn f32s(st: &SafeTensors, name: &str) -> (Vec<f32>, Vec<usize>) {
     let t = st.tensor(name).unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -7,14 +7,8 @@ use common::*;
 use std::process::Command;
 
 use engine::ops::optim::AdamW;
-use engine::{Device, DeviceOptions};
+use engine::Device;
 use models::{Config, Model, SaveDtype, Weights};
-
-fn device() -> Device {
-    let mut opts = DeviceOptions::from_env();
-    opts.shader_checks = true;
-    Device::with_options(opts).expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)")
-}
 
 fn hf_python() -> String {
     if let Ok(p) = std::env::var("TRAINER_HF_PYTHON") {

@@ -5,14 +5,9 @@ mod common;
 
 use std::path::Path;
 
-use engine::{Device, DeviceOptions};
+use common::device;
+use engine::Device;
 use models::{Init, Weights};
-
-fn device() -> Device {
-    let mut opts = DeviceOptions::from_env();
-    opts.shader_checks = true;
-    Device::with_options(opts).expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)")
-}
 
 /// A safetensors file from (name, dtype, shape, raw bytes).
 fn write(path: &Path, tensors: &[(&str, &str, Vec<usize>, Vec<u8>)]) {

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use engine::{Device, DeviceOptions};
+
 pub const SMOLLM2: &str = "smollm2-135m-instruct";
 pub const QWEN: &str = "qwen2.5-coder-0.5b-instruct";
 
@@ -33,4 +35,11 @@ pub fn read_json(rel: &str) -> serde_json::Value {
     let path = fixture(rel);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A device with the kernels' bounds checks on, as every test runs them.
+pub fn device() -> Device {
+    let mut opts = DeviceOptions::from_env();
+    opts.shader_checks = true;
+    Device::with_options(opts).expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)")
 }
