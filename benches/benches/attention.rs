@@ -1,9 +1,11 @@
 //! Criterion bench: causal flash attention, forward and forward + backward, at Qwen2.5-1.5B's
-//! head layout (B=1, Hq=12, Hkv=2, D=128, T=1024) on a GPU; on a CPU adapter (lavapipe) a tiny
-//! size (T=128, D=64, 2 heads) so that `cargo bench` finishes fast.
+//! head layout (B=1, Hq=12, Hkv=2, D=128, T=1024) on a GPU, and one decode step (Tq=1 against a
+//! KV cache of Tk=1024 and 4096 positions, the split-key decode kernel); on a CPU adapter
+//! (lavapipe) tiny sizes (T=128, D=64, 2 heads; decode Tk=128 and 512) so that `cargo bench`
+//! finishes fast.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use engine::ops::attention::attention;
+use engine::ops::attention::{attention, KvCache};
 use engine::{Device, Tensor};
 
 /// Deterministic values in [-1, 1) (no rand dependency in benches).
@@ -74,6 +76,42 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+    decode(c, &dev, cpu);
+}
+
+/// One decode step: a single query per head against a filled cache (capacity past Tk, as in
+/// generation). Memory-bound: throughput in bytes of k and v read.
+fn decode(c: &mut Criterion, dev: &Device, cpu: bool) {
+    let (b, hq, hkv, d, lens) = if cpu {
+        (1, 4, 2, 64, [128, 512])
+    } else {
+        (1, 12, 2, 128, [1024, 4096])
+    };
+    for tk in lens {
+        let make = |shape: &[usize], seed| {
+            Tensor::from_slice(dev, &values(shape.iter().product(), seed), shape).expect("upload")
+        };
+        let mut cache = KvCache::new(dev, b, hkv, tk + 64, d).expect("cache");
+        let ks = [b, hkv, tk, d];
+        cache.append(&make(&ks, 4), &make(&ks, 5)).expect("append");
+        let q = make(&[b, hq, 1, d], 6);
+        let step = || engine::no_grad(|| cache.attend(&q)).expect("decode");
+        drop(step());
+        dev.sync().expect("sync");
+        let mut g = c.benchmark_group(format!("attention decode B{b} Hq{hq} Hkv{hkv} Tk{tk} D{d}"));
+        if cpu {
+            g.sample_size(10);
+        }
+        g.throughput(Throughput::Bytes((2 * b * hkv * tk * d * 4) as u64));
+        g.bench_function("attend", |bench| {
+            bench.iter(|| {
+                let out = step();
+                dev.sync().expect("sync");
+                out
+            })
+        });
+        g.finish();
+    }
 }
 
 criterion_group!(benches, bench);

@@ -1,12 +1,14 @@
 //! Flash attention (grouped-query heads, causal or full) against an f64 CPU reference with the
 //! softmax materialised: output, log-sum-exp, and the gradients dq, dk, dv (derived
-//! analytically on the CPU), over a covering set of edge shapes; plus finite differences of
-//! the whole op and the shape errors.
+//! analytically on the CPU), over a covering set of edge shapes, with as many queries as keys
+//! and with fewer or more (the causal mask aligned bottom-right, the decode path for few
+//! queries); finite differences of the whole op; the KV cache fed token by token and in chunks
+//! against attention over the whole sequence; and the shape errors.
 
 mod common;
 use common::*;
 
-use engine::ops::attention::{attention, attention_with_lse};
+use engine::ops::attention::{attention, attention_with_lse, KvCache};
 use engine::Tensor;
 
 #[derive(Debug, Clone, Copy)]
@@ -14,7 +16,9 @@ struct Case {
     b: usize,
     hq: usize,
     hkv: usize,
+    /// Queries (Tq) and keys (Tk) per head.
     t: usize,
+    tk: usize,
     d: usize,
     causal: bool,
     scale: Option<f32>,
@@ -29,8 +33,9 @@ struct Reference {
     dv: Vec<f64>,
 }
 
+/// Query i sees keys 0..=Tk-Tq+i under the causal mask, every key otherwise.
 fn reference(c: &Case, q: &[f32], k: &[f32], v: &[f32], g: &[f32]) -> Reference {
-    let (t, d) = (c.t, c.d);
+    let (t, tk, d) = (c.t, c.tk, c.d);
     let scale = c.scale.map_or(1.0 / (d as f64).sqrt(), f64::from);
     let group = c.hq / c.hkv;
     let mut r = Reference {
@@ -43,7 +48,7 @@ fn reference(c: &Case, q: &[f32], k: &[f32], v: &[f32], g: &[f32]) -> Reference 
     for b in 0..c.b {
         for h in 0..c.hq {
             let qo = (b * c.hq + h) * t * d;
-            let ko = (b * c.hkv + h / group) * t * d;
+            let ko = (b * c.hkv + h / group) * tk * d;
             let row = |base: usize, x: &[f32], i: usize| -> Vec<f64> {
                 x[base + i * d..base + (i + 1) * d]
                     .iter()
@@ -54,7 +59,7 @@ fn reference(c: &Case, q: &[f32], k: &[f32], v: &[f32], g: &[f32]) -> Reference 
             for i in 0..t {
                 let qi = row(qo, q, i);
                 let gi = row(qo, g, i);
-                let n = if c.causal { i + 1 } else { t };
+                let n = if c.causal { tk - t + i + 1 } else { tk };
                 let s: Vec<f64> = (0..n).map(|j| scale * dot(&qi, &row(ko, k, j))).collect();
                 let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let sum: f64 = s.iter().map(|x| (x - m).exp()).sum();
@@ -81,7 +86,7 @@ fn reference(c: &Case, q: &[f32], k: &[f32], v: &[f32], g: &[f32]) -> Reference 
 fn check_case(c: Case, seed: u64) {
     let mut rg = rng(seed);
     let qs = [c.b, c.hq, c.t, c.d];
-    let ks = [c.b, c.hkv, c.t, c.d];
+    let ks = [c.b, c.hkv, c.tk, c.d];
     let (nq, nk) = (qs.iter().product(), ks.iter().product());
     let (q, k, v, g) = (
         randn(&mut rg, nq),
@@ -134,6 +139,7 @@ fn case(b: usize, (hq, hkv): (usize, usize), t: usize, d: usize, causal: bool) -
         hq,
         hkv,
         t,
+        tk: t,
         d,
         causal,
         scale: None,
@@ -218,10 +224,10 @@ fn bad_shapes_are_errors() {
             t(&[1, 2, 5, 4]),
         ),
         (
-            "seq_len mismatch",
+            "more queries than keys under the causal mask",
             q.clone(),
-            t(&[1, 2, 6, 8]),
-            t(&[1, 2, 6, 8]),
+            t(&[1, 2, 4, 8]),
+            t(&[1, 2, 4, 8]),
         ),
         ("k and v differ", q.clone(), kv.clone(), t(&[1, 1, 5, 8])),
         ("rank 3", t(&[4, 5, 8]), t(&[2, 5, 8]), t(&[2, 5, 8])),
@@ -236,4 +242,148 @@ fn bad_shapes_are_errors() {
         let err = attention(&q, &k, &v, true, None).expect_err(what);
         eprintln!("{what}: {err}");
     }
+}
+
+/// Tq in {1, 3, 17} against Tk in {1, 5, 64, 70, 130}, (Hq, Hkv) in {(6, 2), (4, 4)}, D in
+/// {8, 64}, both masks (every combination): output, lse and gradients against the reference.
+/// Tq <= 16 < Tk takes the decode kernel (several key splits from Tk = 70 on), Tq = 17 the
+/// block kernel; without the mask Tq > Tk works too, with it Tq > Tk is an error.
+#[test]
+fn fewer_queries_than_keys_match_reference() {
+    let mut i = 0;
+    for tq in [1, 3, 17] {
+        for tk in [1, 5, 64, 70, 130] {
+            for heads in [(6, 2), (4, 4)] {
+                for d in [8, 64] {
+                    for causal in [true, false] {
+                        i += 1;
+                        let c = Case {
+                            tk,
+                            ..case(1 + i % 2, heads, tq, d, causal)
+                        };
+                        if causal && tq > tk {
+                            let t = |h: usize, len: usize| {
+                                tensor(&vec![0.0; c.b * h * len * d], &[c.b, h, len, d])
+                            };
+                            let (q, kv) = (t(c.hq, tq), t(c.hkv, tk));
+                            let err = attention(&q, &kv, &kv, true, None).expect_err("Tq > Tk");
+                            assert!(err.to_string().contains("q_len"), "{err}");
+                            continue;
+                        }
+                        check_case(c, 300 + i as u64);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Rows (b, h, t0..t0+n, :) of a (B, H, T, D) tensor.
+fn rows(x: &Tensor, t0: usize, n: usize) -> Tensor {
+    x.narrow(2, t0, n).expect("narrow")
+}
+
+/// A KV cache (capacity past the sequence, so the kernels read a strided prefix) fed a
+/// sequence in chunks: each chunk's q attended against the cache gives the rows of causal
+/// attention over the whole sequence. Chunks of one token are the decode path; a chunk of 17
+/// the block kernel with a cache.
+#[test]
+fn kv_cache_matches_full_attention() {
+    let (b, hq, hkv, d) = (2, 6, 2, 64);
+    let total = 70;
+    let mut rg = rng(7);
+    let qs = [b, hq, total, d];
+    let ks = [b, hkv, total, d];
+    let q = tensor(&randn(&mut rg, qs.iter().product()), &qs);
+    let k = tensor(&randn(&mut rg, ks.iter().product()), &ks);
+    let v = tensor(&randn(&mut rg, ks.iter().product()), &ks);
+    let full = attention(&q, &k, &v, true, None).expect("full attention");
+    let one_by_one = vec![1; total];
+    let mixed = [17, 1, 1, 3, 1, 20, 1, 16, 5, 1, 4];
+    assert_eq!(mixed.iter().sum::<usize>(), total);
+    for chunks in [&one_by_one[..], &mixed[..]] {
+        let mut cache = KvCache::new(q.device(), b, hkv, total + 9, d).expect("cache");
+        let mut t0 = 0;
+        for &n in chunks {
+            cache
+                .append(&rows(&k, t0, n), &rows(&v, t0, n))
+                .expect("append");
+            assert_eq!(cache.len(), t0 + n);
+            let got = cache.attend(&rows(&q, t0, n)).expect("attend");
+            let want: Vec<f64> = rows(&full, t0, n)
+                .to_vec()
+                .unwrap()
+                .into_iter()
+                .map(f64::from)
+                .collect();
+            let what = format!("cache rows {t0}..{} in chunks {chunks:?}", t0 + n);
+            assert_close(&what, &got.to_vec().unwrap(), &want, F32_TOL);
+            t0 += n;
+        }
+    }
+}
+
+/// A gradient flows to the queries through `attend` (none into the cache): dq as with the
+/// filled prefix passed as plain k, v.
+#[test]
+fn kv_cache_query_gradient() {
+    let (b, hq, hkv, d, tk, tq) = (1, 4, 2, 8, 9, 3);
+    let mut rg = rng(8);
+    let q = randn(&mut rg, b * hq * tq * d);
+    let k = tensor(&randn(&mut rg, b * hkv * tk * d), &[b, hkv, tk, d]);
+    let v = tensor(&randn(&mut rg, b * hkv * tk * d), &[b, hkv, tk, d]);
+    let mut cache = KvCache::new(k.device(), b, hkv, 16, d).expect("cache");
+    cache.append(&k, &v).expect("append");
+    let mut dq = Vec::new();
+    for with_cache in [true, false] {
+        let qv = tensor(&q, &[b, hq, tq, d]).var();
+        let out = if with_cache {
+            cache.attend(&qv)
+        } else {
+            attention(&qv, &k, &v, true, None)
+        }
+        .expect("attention");
+        let grads = out.mul(&out).unwrap().backward().expect("backward");
+        dq.push(grads.get(&qv).expect("dq").to_vec().unwrap());
+    }
+    let want: Vec<f64> = dq[1].iter().map(|&x| f64::from(x)).collect();
+    assert_close("dq through the cache", &dq[0], &want, F32_TOL);
+}
+
+#[test]
+fn kv_cache_errors() {
+    let t = |shape: &[usize]| tensor(&vec![0.0; shape.iter().product()], shape);
+    let kv = t(&[1, 2, 3, 8]);
+    let mut cache = KvCache::new(kv.device(), 1, 2, 4, 8).expect("cache");
+    assert!(cache.attend(&t(&[1, 4, 1, 8])).is_err(), "empty cache");
+    cache.append(&kv, &kv).expect("append");
+    let errors = [
+        ("overflow", cache.append(&kv, &kv).err()),
+        (
+            "head dim",
+            cache.append(&t(&[1, 2, 1, 4]), &t(&[1, 2, 1, 4])).err(),
+        ),
+        (
+            "kv heads",
+            cache.append(&t(&[1, 1, 1, 8]), &t(&[1, 1, 1, 8])).err(),
+        ),
+        ("k and v differ", cache.append(&kv, &t(&[1, 2, 1, 8])).err()),
+        (
+            "more queries than filled",
+            cache.attend(&t(&[1, 4, 4, 8])).err(),
+        ),
+        (
+            "Hq not a multiple of Hkv",
+            cache.attend(&t(&[1, 3, 1, 8])).err(),
+        ),
+    ];
+    for (what, err) in errors {
+        eprintln!("{what}: {}", err.expect(what));
+    }
+    assert_eq!(cache.len(), 3);
+    assert!(cache.attend(&t(&[1, 4, 3, 8])).is_ok());
+    assert!(cache.attend_with(&t(&[1, 4, 4, 8]), false, None).is_ok());
+    cache.reset();
+    assert!(cache.is_empty());
+    assert!(KvCache::new(kv.device(), 1, 0, 4, 8).is_err());
 }

@@ -1,43 +1,81 @@
-// Causal (or full) self-attention with grouped-query heads, flash-style on f32: forward with
-// online softmax, and the FlashAttention-2 backward (no T x T matrix in memory, no atomics).
+// Causal (or full) attention with grouped-query heads, flash-style on f32: forward with online
+// softmax, a split-key decode path for a few queries against a long (cached) key sequence, the
+// FlashAttention-2 backward (no Tq x Tk matrix in memory, no atomics), and the KV-cache append.
 //
-// Shapes (contiguous, row-major): q, out, d_out, dq: (B, Hq, T, D); k, v, dk, dv: (B, Hkv, T, D);
-// lse, delta: (B, Hq, T). Query head h reads kv head h / (Hq / Hkv). D = HEAD_DIM <= 128.
-// Scores are s = scale * q.k; query t sees keys 0..=t when CAUSAL (all keys otherwise).
+// Shapes (contiguous, row-major): q, out, d_out, dq: (B, Hq, Tq, D); k, v: (B, Hkv, S, D) of
+// which rows 0..Tk of each (b, kv head) are read, S = kv_stride >= Tk (S = Tk for plain tensors,
+// a cache's capacity otherwise); dk, dv: (B, Hkv, Tk, D); lse, delta: (B, Hq, Tq). Query head h
+// reads kv head h / (Hq / Hkv). D = HEAD_DIM <= 128. Scores are s = scale * q.k; when CAUSAL,
+// the mask is aligned bottom-right (as HF transformers does with a cache): query i sits at
+// position Tk - Tq + i and sees keys 0..=Tk-Tq+i (Tq <= Tk); otherwise it sees every key.
 // lse is the natural log-sum-exp of a query row's scores, saved for the backward.
 //
-//   attn_fwd       grid (ceil(T/64), Hq, B)   out = softmax(s) v, lse     bindings: 1 q, 2 k, 3 v, 4 out, 5 lse
-//   attn_bwd_delta grid over B*Hq*T rows      delta = rowsum(d_out * out)  bindings: 6 d_out, 7 out, 8 delta
-//   attn_bwd_dq    grid (ceil(T/64), Hq, B)   dq = scale * dS k           bindings: 9 q, 10 k, 11 v, 12 d_out,
+//   attn_fwd       grid (ceil(Tq/64), Hq, B)  out = softmax(s) v, lse     bindings: 1 q, 2 k, 3 v, 4 out, 5 lse
+//   attn_bwd_delta grid over B*Hq*Tq rows     delta = rowsum(d_out * out)  bindings: 6 d_out, 7 out, 8 delta
+//   attn_bwd_dq    grid (ceil(Tq/64), Hq, B)  dq = scale dS k             bindings: 9 q, 10 k, 11 v, 12 d_out,
 //                                                                            13 lse, 14 delta, 15 dq
-//   attn_bwd_dkv   grid (ceil(T/64), Hkv, B * S)  dv = sum over the group's heads of P^T d_out,
+//   attn_bwd_dkv   grid (ceil(Tk/64), Hkv, B * S')  dv = sum over the group's heads of P^T d_out,
 //                                             dk = scale * the same sum of dS^T q
 //                                                                   bindings: 16 q, 17 k, 18 v, 19 d_out,
 //                                                                            20 lse, 21 delta, 22 dk, 23 dv
+//   attn_decode    grid (splits, ceil(G*Tq/8) * Hkv, B)  per key split: o_part, lse_part
+//                                                                   bindings: 24 q, 25 k, 26 v, 27 o_part,
+//                                                                            28 lse_part
+//   attn_decode_combine  grid over B*Hq*Tq*D  out, lse from the splits' partial results
+//                                                                   bindings: 29 o_part, 30 lse_part,
+//                                                                            31 out, 32 lse
+//   attn_kv_append grid over B*Hkv*Tn*D       k_cache[.., offset + t, :] = k_new[.., t, :], same for v
+//                                                                   bindings: 33 k_new, 34 v_new,
+//                                                                            35 k_cache, 36 v_cache
 // with P = exp(s - lse) and dS = P * (d_out v^T - delta) (the gradient of the scores).
-// attn_bwd_dkv may split each group of Hq / Hkv query heads into S = `splits` equal parts (more
-// workgroups when B * Hkv * T / 64 is small); dk and dv are then (S, B, Hkv, T, D), partial sums
-// that the caller adds up. With S = 1 they are (B, Hkv, T, D) and the kernel sums the group.
+// attn_bwd_dkv may split each group of Hq / Hkv query heads into S' = `splits` equal parts (more
+// workgroups when B * Hkv * Tk / 64 is small); dk and dv are then (S', B, Hkv, Tk, D), partial
+// sums that the caller adds up. With S' = 1 they are (B, Hkv, Tk, D) and the kernel sums the group.
 //
-// Tiling: 256 invocations as a 16 x 16 grid (ty, tx). A workgroup owns 64 rows (queries; keys in
-// attn_bwd_dkv); invocation (ty, tx) holds rows 4ty..4ty+3, score columns tx + 16c (c < 4) of the
-// 64 x 64 score tile, and head-dim columns tx + 16j (j < ceil(D/16)) of its accumulators, so a
-// row's statistics live in the 16 invocations that share ty. Dot-product tiles stage 16-wide
-// head-dim chunks of both operands in workgroup memory; accumulations read the score tile from
-// `xs` and 16-row chunks of the other operand. Softmax runs in base 2 (scale folded with log2 e).
-// Workgroup memory: 26,112 bytes (stage + xs), over WebGPU's default 16 KiB: the launchers'
-// WORKGROUP_BYTES, which the engine checks against the adapter's limit.
+// Tiling of attn_fwd and the backward: 256 invocations as a 16 x 16 grid (ty, tx). A workgroup
+// owns 64 rows (queries; keys in attn_bwd_dkv); invocation (ty, tx) holds rows 4ty..4ty+3, score
+// columns tx + 16c (c < 4) of the 64 x 64 score tile, and head-dim columns tx + 16j
+// (j < ceil(D/16)) of its accumulators, so a row's statistics live in the 16 invocations that
+// share ty. Dot-product tiles stage 16-wide head-dim chunks of both operands in workgroup memory;
+// accumulations read the score tile from `xs` and 16-row chunks of the other operand. Softmax
+// runs in base 2 (scale folded with log2 e).
+//
+// Decode (flash-decoding): with few queries (Tq <= 16, e.g. one token against a cache of
+// thousands) a 64-query block would leave most of attn_fwd's workgroup idle and give only
+// B * Hq workgroups. attn_decode instead gives a workgroup the G * Tq rows of one kv head's
+// group of G = Hq / Hkv query heads (8 at a time: rows of heads hk*G.. are contiguous in q), so
+// each k, v row is read once for the whole group, and cuts the keys into `splits` chunks of
+// `chunk` keys (a multiple of 32), one workgroup each, so that a single (b, kv head) still fills
+// the GPU. Invocation (r, lane) = (tid / 32, tid % 32) computes the score of row r with key lane
+// of a 32-key tile, then accumulates head-dim columns 4 lane..4 lane+3 of row r. Each split
+// writes its normalised output and natural log-sum-exp, (splits, B*Hq*Tq, D) and
+// (splits, B*Hq*Tq); attn_decode_combine weighs them by exp(lse_s - max lse). With one split,
+// attn_decode writes out and lse directly.
+// Workgroup memory: 26,112 bytes (stage + xs, shared by every entry point that uses any), over
+// WebGPU's default 16 KiB: the launchers' WORKGROUP_BYTES, which the engine checks against the
+// adapter's limit.
 
 struct Params {
-    seq_len: u32,
+    // Queries per (batch, head), Tq; attn_kv_append: new rows per (batch, kv head), Tn.
+    q_len: u32,
     q_heads: u32,
     kv_heads: u32,
     scale: f32,
-    // attn_bwd_delta: number of rows B * Hq * T.
+    // attn_bwd_delta, attn_decode(_combine): number of query rows B * Hq * Tq;
+    // attn_kv_append: number of elements of k_new.
     rows: u32,
     batch: u32,
-    // attn_bwd_dkv: parts each group of query heads is split into (divides Hq / Hkv).
+    // attn_bwd_dkv: parts each group of query heads is split into (divides Hq / Hkv);
+    // attn_decode(_combine): key splits.
     splits: u32,
+    // Keys per (batch, kv head), Tk.
+    kv_len: u32,
+    // Rows per (batch, kv head) of the k and v buffers (>= Tk).
+    kv_stride: u32,
+    // attn_decode: keys per split (a multiple of DT).
+    chunk: u32,
+    // attn_kv_append: cache row the first new row goes to.
+    offset: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -69,9 +107,25 @@ struct Params {
 @group(0) @binding(22) var<storage, read_write> k_dk: array<f32>;
 @group(0) @binding(23) var<storage, read_write> k_dv: array<f32>;
 
+@group(0) @binding(24) var<storage, read> e_q: array<f32>;
+@group(0) @binding(25) var<storage, read> e_k: array<f32>;
+@group(0) @binding(26) var<storage, read> e_v: array<f32>;
+@group(0) @binding(27) var<storage, read_write> e_o: array<f32>;
+@group(0) @binding(28) var<storage, read_write> e_lse: array<f32>;
+
+@group(0) @binding(29) var<storage, read> c_o: array<f32>;
+@group(0) @binding(30) var<storage, read> c_lse: array<f32>;
+@group(0) @binding(31) var<storage, read_write> c_out: array<f32>;
+@group(0) @binding(32) var<storage, read_write> c_lse_out: array<f32>;
+
+@group(0) @binding(33) var<storage, read> a_k: array<f32>;
+@group(0) @binding(34) var<storage, read> a_v: array<f32>;
+@group(0) @binding(35) var<storage, read_write> a_kc: array<f32>;
+@group(0) @binding(36) var<storage, read_write> a_vc: array<f32>;
+
 // Head dimension (1..=128).
 override HEAD_DIM: u32 = 64u;
-// 1: query t sees keys 0..=t; 0: every key.
+// 1: query i sees keys 0..=Tk-Tq+i; 0: every key.
 override CAUSAL: u32 = 1u;
 // Head-dim columns per invocation: tx + 16 j for j < DJ.
 override DJ: u32 = (HEAD_DIM + 15u) / 16u;
@@ -143,9 +197,14 @@ fn acc_chunk(kc: u32, ty: u32, tx: u32, acc: ptr<function, array<vec4<f32>, 8>>)
     }
 }
 
-// Whether key `key` is visible from query `query` (both in range).
+// Whether key `key` is visible from query `query` (false out of range).
 fn visible(query: u32, key: u32) -> bool {
-    return query < p.seq_len && key < p.seq_len && (CAUSAL == 0u || key <= query);
+    return query < p.q_len && key < p.kv_len && (CAUSAL == 0u || key <= query + causal_shift());
+}
+
+// Position of query 0 among the keys under the causal mask, Tk - Tq (Tq <= Tk when CAUSAL).
+fn causal_shift() -> u32 {
+    return p.kv_len - p.q_len;
 }
 
 // Sum of the four-row vectors the 16 invocations of row group ty wrote at [u * PAD + ty].
@@ -166,21 +225,20 @@ fn row_max(ty: u32, init: vec4<f32>) -> vec4<f32> {
     return r;
 }
 
-// Number of streamed 64-row blocks a query block starting at q0 attends to.
+// Number of streamed 64-key blocks a query block starting at q0 attends to.
 fn key_blocks(q0: u32) -> u32 {
-    let t = p.seq_len;
     if (CAUSAL != 0u) {
-        return (min(q0 + BR, t) - 1u) / BR + 1u;
+        return (min(q0 + BR, p.q_len) - 1u + causal_shift()) / BR + 1u;
     }
-    return (t + BR - 1u) / BR;
+    return (p.kv_len + BR - 1u) / BR;
 }
 
-// Rows of the streamed block at k0 with a non-zero weight for a query block at q0: the end of
-// the sequence, and under the causal mask the last query of the block.
+// Keys of the streamed block at k0 with a non-zero weight for a query block at q0: the end of
+// the keys, and under the causal mask the last key the block's last query sees.
 fn live_rows(q0: u32, k0: u32) -> u32 {
-    var end = p.seq_len;
+    var end = p.kv_len;
     if (CAUSAL != 0u) {
-        end = min(end, q0 + BR);
+        end = min(end, q0 + BR + causal_shift());
     }
     return min(end - k0, BR);
 }
@@ -190,14 +248,14 @@ fn attn_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
             @builtin(local_invocation_index) tid: u32) {
     let tx = tid % 16u;
     let ty = tid / 16u;
-    let t = p.seq_len;
+    let tq = p.q_len;
     let h = wid.y;
     let b = wid.z;
     // Heaviest (last) query blocks first.
     let q0 = (nwg.x - 1u - wid.x) * BR;
     let hk = h / (p.q_heads / p.kv_heads);
-    let qbase = (b * p.q_heads + h) * t * HEAD_DIM;
-    let kbase = (b * p.kv_heads + hk) * t * HEAD_DIM;
+    let qbase = (b * p.q_heads + h) * tq * HEAD_DIM;
+    let kbase = (b * p.kv_heads + hk) * p.kv_stride * HEAD_DIM;
     let c2 = p.scale * LOG2E;
 
     var m = vec4<f32>(NEG);
@@ -216,12 +274,12 @@ fn attn_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
                 let dd = e % DC;
                 let d = d0 + dd;
                 var qv = 0.0;
-                if (q0 + row < t && d < HEAD_DIM) {
+                if (q0 + row < tq && d < HEAD_DIM) {
                     qv = f_q[qbase + (q0 + row) * HEAD_DIM + d];
                 }
                 put_a(row, dd, qv);
                 var kv = 0.0;
-                if (k0 + row < t && d < HEAD_DIM) {
+                if (k0 + row < p.kv_len && d < HEAD_DIM) {
                     kv = f_k[kbase + (k0 + row) * HEAD_DIM + d];
                 }
                 put_b(row, dd, kv);
@@ -279,7 +337,7 @@ fn attn_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     let inv = select(vec4<f32>(0.0), 1.0 / lt, lt > vec4<f32>(0.0));
     for (var i = 0u; i < 4u; i++) {
         let row = q0 + 4u * ty + i;
-        if (row < t) {
+        if (row < tq) {
             for (var j = 0u; j < MAX_DJ; j++) {
                 let d = tx + 16u * j;
                 if (j < DJ && d < HEAD_DIM) {
@@ -287,7 +345,7 @@ fn attn_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
                 }
             }
             if (tx == 0u) {
-                f_lse[(b * p.q_heads + h) * t + row] = (m[i] + log2(lt[i])) * LN2;
+                f_lse[(b * p.q_heads + h) * tq + row] = (m[i] + log2(lt[i])) * LN2;
             }
         }
     }
@@ -313,14 +371,14 @@ fn attn_bwd_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
                @builtin(local_invocation_index) tid: u32) {
     let tx = tid % 16u;
     let ty = tid / 16u;
-    let t = p.seq_len;
+    let tq = p.q_len;
     let h = wid.y;
     let b = wid.z;
     let q0 = (nwg.x - 1u - wid.x) * BR;
     let hk = h / (p.q_heads / p.kv_heads);
-    let rbase = (b * p.q_heads + h) * t;
+    let rbase = (b * p.q_heads + h) * tq;
     let qbase = rbase * HEAD_DIM;
-    let kbase = (b * p.kv_heads + hk) * t * HEAD_DIM;
+    let kbase = (b * p.kv_heads + hk) * p.kv_stride * HEAD_DIM;
     let c2 = p.scale * LOG2E;
 
     // Row statistics: lse in base 2, and delta.
@@ -328,7 +386,7 @@ fn attn_bwd_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     var dl = vec4<f32>(0.0);
     for (var i = 0u; i < 4u; i++) {
         let row = q0 + 4u * ty + i;
-        if (row < t) {
+        if (row < tq) {
             lse2[i] = q_lse[rbase + row] * LOG2E;
             dl[i] = q_delta[rbase + row];
         }
@@ -347,12 +405,12 @@ fn attn_bwd_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
                 let dd = e % DC;
                 let d = d0 + dd;
                 var a = 0.0;
-                if (q0 + row < t && d < HEAD_DIM) {
+                if (q0 + row < tq && d < HEAD_DIM) {
                     a = q_q[qbase + (q0 + row) * HEAD_DIM + d];
                 }
                 put_a(row, dd, a);
                 var bb = 0.0;
-                if (k0 + row < t && d < HEAD_DIM) {
+                if (k0 + row < p.kv_len && d < HEAD_DIM) {
                     bb = q_k[kbase + (k0 + row) * HEAD_DIM + d];
                 }
                 put_b(row, dd, bb);
@@ -369,12 +427,12 @@ fn attn_bwd_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
                 let dd = e % DC;
                 let d = d0 + dd;
                 var a = 0.0;
-                if (q0 + row < t && d < HEAD_DIM) {
+                if (q0 + row < tq && d < HEAD_DIM) {
                     a = q_dout[qbase + (q0 + row) * HEAD_DIM + d];
                 }
                 put_a(row, dd, a);
                 var bb = 0.0;
-                if (k0 + row < t && d < HEAD_DIM) {
+                if (k0 + row < p.kv_len && d < HEAD_DIM) {
                     bb = q_v[kbase + (k0 + row) * HEAD_DIM + d];
                 }
                 put_b(row, dd, bb);
@@ -409,7 +467,7 @@ fn attn_bwd_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     }
     for (var i = 0u; i < 4u; i++) {
         let row = q0 + 4u * ty + i;
-        if (row < t) {
+        if (row < tq) {
             for (var j = 0u; j < MAX_DJ; j++) {
                 let d = tx + 16u * j;
                 if (j < DJ && d < HEAD_DIM) {
@@ -425,7 +483,8 @@ fn attn_bwd_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 fn attn_bwd_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
     let tx = tid % 16u;
     let ty = tid / 16u;
-    let t = p.seq_len;
+    let tq = p.q_len;
+    let tk = p.kv_len;
     let hk = wid.y;
     let b = wid.z / p.splits;
     let part = wid.z % p.splits;
@@ -433,20 +492,21 @@ fn attn_bwd_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     let k0 = wid.x * BR;
     let group = p.q_heads / p.kv_heads;
     let per_part = group / p.splits;
-    let kbase = (b * p.kv_heads + hk) * t * HEAD_DIM;
-    let obase = ((part * p.batch + b) * p.kv_heads + hk) * t * HEAD_DIM;
+    let kbase = (b * p.kv_heads + hk) * p.kv_stride * HEAD_DIM;
+    let obase = ((part * p.batch + b) * p.kv_heads + hk) * tk * HEAD_DIM;
     let c2 = p.scale * LOG2E;
-    let nqb = (t + BR - 1u) / BR;
+    let nqb = (tq + BR - 1u) / BR;
+    // Under the causal mask the first query that sees key k0 is k0 - (Tk - Tq).
     var qb0 = 0u;
-    if (CAUSAL != 0u) {
-        qb0 = k0 / BR;
+    if (CAUSAL != 0u && k0 > causal_shift()) {
+        qb0 = (k0 - causal_shift()) / BR;
     }
 
     var acc_k: array<vec4<f32>, 8>;
     var acc_v: array<vec4<f32>, 8>;
     for (var g = part * per_part; g < (part + 1u) * per_part; g++) {
         let h = hk * group + g;
-        let rbase = (b * p.q_heads + h) * t;
+        let rbase = (b * p.q_heads + h) * tq;
         let qbase = rbase * HEAD_DIM;
         for (var qb = qb0; qb < nqb; qb++) {
             let q0 = qb * BR;
@@ -460,12 +520,12 @@ fn attn_bwd_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
                     let dd = e % DC;
                     let d = d0 + dd;
                     var a = 0.0;
-                    if (k0 + row < t && d < HEAD_DIM) {
+                    if (k0 + row < tk && d < HEAD_DIM) {
                         a = k_k[kbase + (k0 + row) * HEAD_DIM + d];
                     }
                     put_a(row, dd, a);
                     var bb = 0.0;
-                    if (q0 + row < t && d < HEAD_DIM) {
+                    if (q0 + row < tq && d < HEAD_DIM) {
                         bb = k_q[qbase + (q0 + row) * HEAD_DIM + d];
                     }
                     put_b(row, dd, bb);
@@ -482,12 +542,12 @@ fn attn_bwd_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
                     let dd = e % DC;
                     let d = d0 + dd;
                     var a = 0.0;
-                    if (k0 + row < t && d < HEAD_DIM) {
+                    if (k0 + row < tk && d < HEAD_DIM) {
                         a = k_v[kbase + (k0 + row) * HEAD_DIM + d];
                     }
                     put_a(row, dd, a);
                     var bb = 0.0;
-                    if (q0 + row < t && d < HEAD_DIM) {
+                    if (q0 + row < tq && d < HEAD_DIM) {
                         bb = k_dout[qbase + (q0 + row) * HEAD_DIM + d];
                     }
                     put_b(row, dd, bb);
@@ -501,7 +561,7 @@ fn attn_bwd_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
                 let query = q0 + tx + 16u * c;
                 var lse2 = 0.0;
                 var dl = 0.0;
-                if (query < t) {
+                if (query < tq) {
                     lse2 = k_lse[rbase + query] * LOG2E;
                     dl = k_delta[rbase + query];
                 }
@@ -512,7 +572,7 @@ fn attn_bwd_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
                 ds[c] = pc * (dp[c] - dl);
                 xs[(tx + 16u * c) * PAD + ty] = pc;
             }
-            let live = min(t - q0, BR);
+            let live = min(tq - q0, BR);
             // dv += P^T d_out.
             for (var qc = 0u; qc < live; qc += KC) {
                 workgroupBarrier();
@@ -551,7 +611,7 @@ fn attn_bwd_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     }
     for (var i = 0u; i < 4u; i++) {
         let key = k0 + 4u * ty + i;
-        if (key < t) {
+        if (key < tk) {
             for (var j = 0u; j < MAX_DJ; j++) {
                 let d = tx + 16u * j;
                 if (j < DJ && d < HEAD_DIM) {
@@ -561,4 +621,166 @@ fn attn_bwd_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
             }
         }
     }
+}
+
+// Decode tiling: rows of query per workgroup, keys per tile, padded row stride (in vec4) of the
+// staged k / v tile in `xs`, and where the scores and probabilities of a tile sit in `stage`
+// (after the block's query rows, [r * 32 + d / 4]).
+const DR: u32 = 8u;
+const DT: u32 = 32u;
+const DPAD: u32 = 33u;
+const DS: u32 = 256u;
+const DP: u32 = 320u;
+
+// Stage keys (or values) t0..t0+DT of one kv head in xs[j * DPAD + d / 4], zero past `end` and
+// past HEAD_DIM (workgroup memory is not zero-initialised).
+fn stage_kv_tile(tid: u32, from_v: bool, base: u32, t0: u32, end: u32) {
+    let width = 4u * ((HEAD_DIM + 3u) / 4u);
+    for (var e = tid; e < DT * width; e += WG) {
+        let j = e / width;
+        let d = e % width;
+        var x = 0.0;
+        if (t0 + j < end && d < HEAD_DIM) {
+            let i = base + (t0 + j) * HEAD_DIM + d;
+            if (from_v) {
+                x = e_v[i];
+            } else {
+                x = e_k[i];
+            }
+        }
+        xs[j * DPAD + d / 4u][d % 4u] = x;
+    }
+}
+
+@compute @workgroup_size(256)
+fn attn_decode(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
+    let lane = tid % 32u;
+    let r = tid / 32u;
+    let group = p.q_heads / p.kv_heads;
+    // Rows of the group: G heads of Tq queries each, contiguous in q.
+    let grows = group * p.q_len;
+    let nrb = (grows + DR - 1u) / DR;
+    let split = wid.x;
+    let hk = wid.y / nrb;
+    let rb = wid.y % nrb;
+    let b = wid.z;
+    let rr = rb * DR + r;
+    let row_ok = rr < grows;
+    let grow0 = (b * p.q_heads + hk * group) * p.q_len;
+    let kbase = (b * p.kv_heads + hk) * p.kv_stride * HEAD_DIM;
+    let key0 = split * p.chunk;
+    let key_end = min(key0 + p.chunk, p.kv_len);
+    // Exclusive end of the keys row r sees.
+    var last = key_end;
+    if (CAUSAL != 0u) {
+        last = min(last, rr % p.q_len + causal_shift() + 1u);
+    }
+    let d4n = (HEAD_DIM + 3u) / 4u;
+
+    // The block's query rows, scaled to base 2; zero past HEAD_DIM and past the group's rows.
+    let c2 = p.scale * LOG2E;
+    for (var e = tid; e < DR * 128u; e += WG) {
+        let qr = e / 128u;
+        let d = e % 128u;
+        var x = 0.0;
+        if (rb * DR + qr < grows && d < HEAD_DIM) {
+            x = e_q[(grow0 + rb * DR + qr) * HEAD_DIM + d] * c2;
+        }
+        stage[qr * 32u + d / 4u][d % 4u] = x;
+    }
+
+    var m = NEG;
+    var l = 0.0;
+    var acc = vec4<f32>(0.0);
+    for (var t0 = key0; t0 < key_end; t0 += DT) {
+        workgroupBarrier();
+        stage_kv_tile(tid, false, kbase, t0, key_end);
+        workgroupBarrier();
+        var s = 0.0;
+        for (var d4 = 0u; d4 < d4n; d4++) {
+            s += dot(stage[r * 32u + d4], xs[lane * DPAD + d4]);
+        }
+        s = select(NEG, s, row_ok && t0 + lane < last);
+        stage[DS + r * 8u + lane / 4u][lane % 4u] = s;
+        workgroupBarrier();
+        var mt = NEG;
+        for (var u = 0u; u < 8u; u++) {
+            let x = stage[DS + r * 8u + u];
+            mt = max(mt, max(max(x.x, x.y), max(x.z, x.w)));
+        }
+        let m_new = max(m, mt);
+        let alpha = exp2(m - m_new);
+        m = m_new;
+        stage[DP + r * 8u + lane / 4u][lane % 4u] = select(0.0, exp2(s - m_new), s > 0.5 * NEG);
+        // Every invocation is past its last read of the k tile.
+        stage_kv_tile(tid, true, kbase, t0, key_end);
+        workgroupBarrier();
+        l *= alpha;
+        acc *= alpha;
+        let nj = min(DT, key_end - t0);
+        for (var j = 0u; j < nj; j++) {
+            let pj = stage[DP + r * 8u + j / 4u][j % 4u];
+            l += pj;
+            acc += pj * xs[j * DPAD + lane];
+        }
+    }
+    if (!row_ok) {
+        return;
+    }
+    let grow = grow0 + rr;
+    let inv = select(0.0, 1.0 / l, l > 0.0);
+    if (lane < d4n) {
+        let obase = (split * p.rows + grow) * HEAD_DIM;
+        for (var c = 0u; c < 4u; c++) {
+            let d = 4u * lane + c;
+            if (d < HEAD_DIM) {
+                e_o[obase + d] = acc[c] * inv;
+            }
+        }
+    }
+    if (lane == 0u) {
+        e_lse[split * p.rows + grow] = select(NEG, (m + log2(l)) * LN2, l > 0.0);
+    }
+}
+
+@compute @workgroup_size(256)
+fn attn_decode_combine(@builtin(workgroup_id) wid: vec3<u32>,
+                       @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) lid: u32) {
+    let e = (wid.y * nwg.x + wid.x) * WG + lid;
+    if (e >= p.rows * HEAD_DIM) {
+        return;
+    }
+    let row = e / HEAD_DIM;
+    let d = e % HEAD_DIM;
+    var mx = NEG;
+    for (var s = 0u; s < p.splits; s++) {
+        mx = max(mx, c_lse[s * p.rows + row]);
+    }
+    var den = 0.0;
+    var num = 0.0;
+    for (var s = 0u; s < p.splits; s++) {
+        let w = exp(c_lse[s * p.rows + row] - mx);
+        den += w;
+        num += w * c_o[(s * p.rows + row) * HEAD_DIM + d];
+    }
+    c_out[e] = num / den;
+    if (d == 0u) {
+        c_lse_out[row] = mx + log(den);
+    }
+}
+
+@compute @workgroup_size(256)
+fn attn_kv_append(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let e = (wid.y * nwg.x + wid.x) * WG + lid;
+    if (e >= p.rows) {
+        return;
+    }
+    let d = e % HEAD_DIM;
+    let t = (e / HEAD_DIM) % p.q_len;
+    let bh = e / (HEAD_DIM * p.q_len);
+    let dst = (bh * p.kv_stride + p.offset + t) * HEAD_DIM + d;
+    a_kc[dst] = a_k[e];
+    a_vc[dst] = a_v[e];
 }

@@ -1,10 +1,13 @@
-//! Causal (or full) self-attention with grouped-query heads, flash-style (no T x T matrix in
+//! Causal (or full) attention with grouped-query heads, flash-style (no Tq x Tk matrix in
 //! memory), on f32: the fused forward saves the per-row log-sum-exp, and the backward rule
-//! recomputes the probabilities block by block (FlashAttention-2).
+//! recomputes the probabilities block by block (FlashAttention-2). Queries may be fewer than
+//! keys (the causal mask aligned bottom-right, as with a cache); a few queries take the
+//! split-key decode kernel. [`KvCache`] holds a layer's keys and values for generation.
 
-use kernels::attention::{self as k, AttnShape};
+use kernels::attention::{self as k, AttnShape, CacheWrite};
 
 use crate::autograd::Backward;
+use crate::device::Device;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::ops::run;
@@ -14,12 +17,18 @@ const OP: &str = "attention";
 /// Workgroups the dk/dv kernel should have at least (about two per SM on a large GPU); below
 /// it, the query heads sharing a kv head are split over more workgroups and summed after.
 const DKV_MIN_WORKGROUPS: usize = 256;
+/// Workgroups the decode kernel should have at least; below it, the keys are split over more
+/// workgroups (flash-decoding) and the partial results combined.
+const DECODE_MIN_WORKGROUPS: usize = 256;
 
 /// `softmax(scale * q k^T + mask) v` per head, where query head h reads kv head
 /// h / (Hq / Hkv).
 ///
-/// q: (B, Hq, T, D); k, v: (B, Hkv, T, D) with Hq a multiple of Hkv and D <= 128; returns
-/// (B, Hq, T, D). With `causal`, query t sees keys 0..=t. `scale` defaults to 1 / sqrt(D).
+/// q: (B, Hq, Tq, D); k, v: (B, Hkv, Tk, D) with Hq a multiple of Hkv and D <= 128; returns
+/// (B, Hq, Tq, D). With `causal`, the mask is aligned bottom-right as with a KV cache: query i
+/// sits at position Tk - Tq + i and sees keys 0..=Tk-Tq+i (so Tq <= Tk; Tq == Tk is the usual
+/// causal self-attention). Without it every query sees every key (any Tq). `scale` defaults to
+/// 1 / sqrt(D). A few queries (Tq <= 16) against more keys take the split-key decode kernel.
 pub fn attention(
     q: &Tensor,
     k: &Tensor,
@@ -31,7 +40,7 @@ pub fn attention(
 }
 
 /// [`attention`], also returning the natural log-sum-exp of each query row's scaled, masked
-/// scores, (B, Hq, T) (detached: no gradient flows through it).
+/// scores, (B, Hq, Tq) (detached: no gradient flows through it).
 pub fn attention_with_lse(
     q: &Tensor,
     k: &Tensor,
@@ -40,6 +49,26 @@ pub fn attention_with_lse(
     scale: Option<f32>,
 ) -> Result<(Tensor, Tensor)> {
     let s = attn_shape(q, k, v, causal, scale)?;
+    forward(&s, q, k, v, Path::Auto)
+}
+
+/// Which forward kernel to run: the heuristic's, or one forced (tests compare them).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Path {
+    Auto,
+    Main,
+    /// The decode kernel with this many key splits.
+    Decode(usize),
+}
+
+/// Run the forward for checked sizes `s` and record the backward rule.
+fn forward(
+    s: &AttnShape,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    path: Path,
+) -> Result<(Tensor, Tensor)> {
     let dev = q.device();
     if dev.limits().max_compute_workgroup_storage_size < k::WORKGROUP_BYTES {
         return Err(Error::MissingFeature {
@@ -49,36 +78,61 @@ pub fn attention_with_lse(
         });
     }
     let out = Tensor::uninit(dev, OP, q.shape(), DType::F32)?;
-    let lse = Tensor::uninit(dev, OP, &[s.batch, s.q_heads, s.seq_len], DType::F32)?;
-    run(OP, &k::forward(&s), &[q, k, v, &out, &lse])?;
+    let lse = Tensor::uninit(dev, OP, &[s.batch, s.q_heads, s.q_len], DType::F32)?;
+    let path = match path {
+        Path::Auto if k::uses_decode(s) => Path::Decode(k::decode_splits(s, DECODE_MIN_WORKGROUPS)),
+        Path::Auto => Path::Main,
+        p => p,
+    };
+    match path {
+        Path::Decode(1) => run(OP, &k::decode(s, 1), &[q, k, v, &out, &lse])?,
+        Path::Decode(splits) => {
+            let rows = s.batch * s.q_heads * s.q_len;
+            let o_part = Tensor::uninit(dev, OP, &[splits, rows, s.head_dim], DType::F32)?;
+            let lse_part = Tensor::uninit(dev, OP, &[splits, rows], DType::F32)?;
+            run(OP, &k::decode(s, splits), &[q, k, v, &o_part, &lse_part])?;
+            run(
+                OP,
+                &k::decode_combine(s, splits),
+                &[&o_part, &lse_part, &out, &lse],
+            )?;
+        }
+        _ => run(OP, &k::forward(s), &[q, k, v, &out, &lse])?,
+    }
     let saved = || AttentionBackward {
-        s,
+        s: *s,
         q: q.detach(),
         k: k.detach(),
         v: v.detach(),
         out: out.detach(),
         lse: lse.clone(),
+        kv_grads: k.is_tracked() || v.is_tracked(),
     };
     let out = out.clone().recorded(&[q, k, v], saved);
     Ok((out, lse))
 }
 
-/// Check dtypes and shapes; the kernels' sizes.
-fn attn_shape(
+fn bad_rank(t: &Tensor) -> Error {
+    Error::BadShape {
+        op: OP,
+        shape: t.shape().to_vec(),
+        reason: "q, k and v must have rank 4: (batch, heads, seq_len, head_dim)".into(),
+    }
+}
+
+/// Check dtypes and shapes; the kernels' sizes (k and v holding `kv_len` of their rows).
+fn attn_shape_with(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
+    kv_len: usize,
     causal: bool,
     scale: Option<f32>,
 ) -> Result<AttnShape> {
     for t in [q, k, v] {
         t.expect_dtype(OP, DType::F32)?;
         if t.rank() != 4 {
-            return Err(Error::BadShape {
-                op: OP,
-                shape: t.shape().to_vec(),
-                reason: "q, k and v must have rank 4: (batch, heads, seq_len, head_dim)".into(),
-            });
+            return Err(bad_rank(t));
         }
     }
     if k.shape() != v.shape() {
@@ -89,13 +143,8 @@ fn attn_shape(
         });
     }
     let (qs, ks) = (q.shape(), k.shape());
-    // Batch, seq_len and head_dim must agree; heads must divide.
-    if qs[0] != ks[0]
-        || qs[2] != ks[2]
-        || qs[3] != ks[3]
-        || ks[1] == 0
-        || !qs[1].is_multiple_of(ks[1])
-    {
+    // Batch and head_dim must agree; heads must divide.
+    if qs[0] != ks[0] || qs[3] != ks[3] || ks[1] == 0 || !qs[1].is_multiple_of(ks[1]) {
         return Err(Error::ShapeMismatch {
             op: OP,
             lhs: qs.to_vec(),
@@ -107,7 +156,9 @@ fn attn_shape(
         batch: qs[0],
         q_heads: qs[1],
         kv_heads: ks[1],
-        seq_len: qs[2],
+        q_len: qs[2],
+        kv_len,
+        kv_stride: ks[2],
         head_dim,
         causal,
         scale: scale.unwrap_or(1.0 / (head_dim.max(1) as f32).sqrt()),
@@ -115,9 +166,144 @@ fn attn_shape(
     s.check().map_err(|reason| Error::BadShape {
         op: OP,
         shape: qs.to_vec(),
-        reason,
+        reason: format!("{reason} (k, v {ks:?})"),
     })?;
     Ok(s)
+}
+
+fn attn_shape(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    causal: bool,
+    scale: Option<f32>,
+) -> Result<AttnShape> {
+    if k.rank() != 4 {
+        return Err(bad_rank(k));
+    }
+    attn_shape_with(q, k, v, k.shape()[2], causal, scale)
+}
+
+/// A per-layer key/value cache for generation: k and v (B, Hkv, capacity, D) allocated once;
+/// [`KvCache::append`] writes new rows in place after the filled prefix, and
+/// [`KvCache::attend`] runs attention of new queries against that prefix (the kernels read the
+/// prefix straight from the cache buffers, whose capacity is their row stride).
+///
+/// Typical step: project the new tokens' q, k, v (with rope at their positions `len()..`),
+/// `append(k, v)`, then `attend(q)`: the queries are the last `Tq` positions of the cache, and
+/// the causal mask is aligned accordingly. No gradient flows into the cache; a gradient to q
+/// does (backward must then run before [`KvCache::reset`] lets the rows be overwritten).
+pub struct KvCache {
+    k: Tensor,
+    v: Tensor,
+    len: usize,
+}
+
+impl KvCache {
+    /// An empty cache for `capacity` positions of (batch, kv_heads, head_dim).
+    pub fn new(
+        dev: &Device,
+        batch: usize,
+        kv_heads: usize,
+        capacity: usize,
+        head_dim: usize,
+    ) -> Result<KvCache> {
+        let shape = [batch, kv_heads, capacity, head_dim];
+        if shape.contains(&0) || head_dim > k::MAX_HEAD_DIM {
+            return Err(Error::BadShape {
+                op: "kv cache",
+                shape: shape.to_vec(),
+                reason: format!(
+                    "sizes must be positive, head_dim at most {}",
+                    k::MAX_HEAD_DIM
+                ),
+            });
+        }
+        Ok(KvCache {
+            k: Tensor::zeros(dev, &shape, DType::F32)?,
+            v: Tensor::zeros(dev, &shape, DType::F32)?,
+            len: 0,
+        })
+    }
+
+    /// Positions filled.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn capacity(&self) -> usize {
+        self.k.shape()[2]
+    }
+    /// (B, Hkv, capacity, D).
+    pub fn shape(&self) -> &[usize] {
+        self.k.shape()
+    }
+
+    /// Forget the filled positions (the buffers are kept and overwritten by later appends).
+    pub fn reset(&mut self) {
+        self.len = 0;
+    }
+
+    /// Write k_new, v_new (B, Hkv, Tn, D) into positions len..len+Tn, in place.
+    pub fn append(&mut self, k_new: &Tensor, v_new: &Tensor) -> Result<()> {
+        let op = "kv cache append";
+        let cs = self.k.shape();
+        for t in [k_new, v_new] {
+            t.expect_dtype(op, DType::F32)?;
+            let s = t.shape();
+            if s.len() != 4 || s[0] != cs[0] || s[1] != cs[1] || s[3] != cs[3] {
+                return Err(Error::ShapeMismatch {
+                    op,
+                    lhs: s.to_vec(),
+                    rhs: cs.to_vec(),
+                });
+            }
+        }
+        if k_new.shape() != v_new.shape() {
+            return Err(Error::ShapeMismatch {
+                op,
+                lhs: k_new.shape().to_vec(),
+                rhs: v_new.shape().to_vec(),
+            });
+        }
+        let new_len = k_new.shape()[2];
+        if self.len + new_len > self.capacity() {
+            return Err(Error::BadShape {
+                op,
+                shape: k_new.shape().to_vec(),
+                reason: format!(
+                    "{new_len} new positions do not fit: {} of {} filled",
+                    self.len,
+                    self.capacity()
+                ),
+            });
+        }
+        let w = CacheWrite {
+            batch: cs[0],
+            kv_heads: cs[1],
+            new_len,
+            head_dim: cs[3],
+            capacity: cs[2],
+            offset: self.len,
+        };
+        run(op, &k::kv_append(&w), &[k_new, v_new, &self.k, &self.v])?;
+        self.len += new_len;
+        Ok(())
+    }
+
+    /// Causal attention of q (B, Hq, Tq, D), the last Tq positions (Tq <= len), against the
+    /// filled prefix, with scale 1 / sqrt(D); returns (B, Hq, Tq, D).
+    pub fn attend(&self, q: &Tensor) -> Result<Tensor> {
+        self.attend_with(q, true, None)
+    }
+
+    /// [`KvCache::attend`] with the mask and scale of [`attention`].
+    pub fn attend_with(&self, q: &Tensor, causal: bool, scale: Option<f32>) -> Result<Tensor> {
+        let s = attn_shape_with(q, &self.k, &self.v, self.len, causal, scale)?;
+        Ok(forward(&s, q, &self.k, &self.v, Path::Auto)?.0)
+    }
 }
 
 /// With s = scale q k^T (masked), P = softmax(s) row-wise, out = P v, and g = d loss / d out:
@@ -129,6 +315,7 @@ fn attn_shape(
 /// P is recomputed block by block as exp(s - lse) from the saved log-sum-exp. The group sums
 /// of dk and dv run inside the kernel, over all heads of the group or, when that leaves too
 /// few workgroups, over equal parts of it whose partial sums are then added (`sum_to`).
+/// Fewer queries than keys change only which (query, key) pairs are visible: the same rule.
 struct AttentionBackward {
     s: AttnShape,
     q: Tensor,
@@ -136,6 +323,8 @@ struct AttentionBackward {
     v: Tensor,
     out: Tensor,
     lse: Tensor,
+    /// Whether k or v needs a gradient (not for a KV cache's buffers).
+    kv_grads: bool,
 }
 
 impl Backward for AttentionBackward {
@@ -169,7 +358,15 @@ impl AttentionBackward {
             &k::backward_dq(&self.s),
             &[q, k, v, g, lse, &delta, &dq],
         )?;
-        // (splits, B, Hkv, T, D): partial sums over the parts of each group.
+        if !self.kv_grads {
+            return Ok(vec![Some(dq), None, None]);
+        }
+        if self.s.kv_stride != self.s.kv_len {
+            return Err(Error::Backward(
+                "attention: no gradient for keys and values read from a longer buffer".into(),
+            ));
+        }
+        // (splits, B, Hkv, Tk, D): partial sums over the parts of each group.
         let mut parts = vec![splits];
         parts.extend_from_slice(k.shape());
         let dk = Tensor::uninit(dev, op, &parts, DType::F32)?;
@@ -189,6 +386,58 @@ impl AttentionBackward {
 mod tests {
     use super::*;
     use crate::device::{Device, DeviceOptions};
+
+    /// The decode kernel with any number of key splits (one, several, more than the keys
+    /// need so that trailing splits are empty) gives what the block kernel gives, out and lse,
+    /// for few queries against a strided key buffer (a cache), both masks, and a group whose
+    /// rows fill more than one 8-row block.
+    #[test]
+    fn decode_splits_agree_with_block_kernel() -> Result<()> {
+        let mut opts = DeviceOptions::from_env();
+        opts.shader_checks = true;
+        let dev = Device::with_options(opts)?;
+        let data = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 / 500.0) - 1.0)
+                .collect()
+        };
+        let t4 = |shape: &[usize], seed| {
+            Tensor::from_slice(&dev, &data(shape.iter().product(), seed), shape)
+        };
+        // (batch, q heads, kv heads, Tq, Tk, stride, head dim)
+        for (b, hq, hkv, tq, tk, stride, d) in [
+            (2, 6, 2, 3, 70, 75, 24),
+            (1, 4, 1, 1, 130, 130, 5),
+            (1, 10, 2, 2, 33, 40, 128),
+        ] {
+            let q = t4(&[b, hq, tq, d], 1)?;
+            let kk = t4(&[b, hkv, stride, d], 2)?;
+            let v = t4(&[b, hkv, stride, d], 3)?;
+            for causal in [true, false] {
+                let s = attn_shape_with(&q, &kk, &v, tk, causal, None)?;
+                let run_path = |path| -> Result<(Vec<f32>, Vec<f32>)> {
+                    let (out, lse) = forward(&s, &q, &kk, &v, path)?;
+                    Ok((out.to_vec()?, lse.to_vec()?))
+                };
+                let want = run_path(Path::Main)?;
+                for splits in [1, 2, 3, 7] {
+                    let got = run_path(Path::Decode(splits))?;
+                    for (what, w, g) in [("out", &want.0, &got.0), ("lse", &want.1, &got.1)] {
+                        let worst = w
+                            .iter()
+                            .zip(g)
+                            .map(|(a, b)| (a - b).abs())
+                            .fold(0.0, f32::max);
+                        assert!(
+                            worst < 1e-5,
+                            "{what} Tq {tq} Tk {tk} causal {causal} splits {splits}: {worst}"
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 
     /// Every way of splitting a group of 6 query heads gives the same dk and dv (the f64
     /// reference checks of `tests/attention.rs` cover the split the heuristic picks).
@@ -223,6 +472,7 @@ mod tests {
                 v: v.clone(),
                 out,
                 lse,
+                kv_grads: true,
             };
             let want: Vec<Vec<f32>> = rule
                 .grads(&g, 1)?
