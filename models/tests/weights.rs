@@ -6,7 +6,6 @@ mod common;
 use std::path::Path;
 
 use common::device;
-use engine::Device;
 use models::{Init, Weights};
 
 /// A safetensors file from (name, dtype, shape, raw bytes).
