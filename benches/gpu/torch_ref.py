@@ -1,10 +1,12 @@
 """PyTorch reference figures for the GPU benchmark, measured in the same run as ours.
 
-Prints one JSON object per line: {"name", "ms", "tflops"?}. Run by benches/gpu/run.sh on a
-CUDA machine; it needs only torch.
+Prints one JSON object per line: {"name", "ms", "tflops"? | "gbps"?}, named as gpubench's
+"ref" fields (benches/src/bin/gpubench.rs), first a {"name": "device"} row. Run by
+benches/gpu/run.sh on a CUDA machine; it needs only torch.
 """
 import json
-import sys
+import statistics
+import time
 
 import torch
 import torch.nn.functional as F
@@ -23,15 +25,34 @@ def timed(fn, warmup=3, iters=10):
     return start.elapsed_time(end) / iters
 
 
-def emit(name, ms, flops=None):
+def host_timed(fn, warmup=2, reps=5):
+    """Median host time of fn() followed by a synchronize (for launch-bound work)."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def emit(name, ms, flops=None, nbytes=None, **extra):
     row = {"name": name, "ms": round(ms, 4)}
     if flops:
-        row["tflops"] = round(flops / ms / 1e9, 2)
+        row["tflops"] = round(flops / ms / 1e9, 3)
+    if nbytes:
+        row["gbps"] = round(nbytes / ms / 1e6, 1)
+    row.update(extra)
     print(json.dumps(row), flush=True)
 
 
 def main():
     dev = "cuda"
+    print(json.dumps({"name": "device", "adapter": torch.cuda.get_device_name(),
+                      "torch": torch.__version__, "cuda": torch.version.cuda}), flush=True)
     torch.backends.cuda.matmul.allow_tf32 = False
     for n, dtype, tag in [(4096, torch.float32, "f32"), (8192, torch.float16, "f16")]:
         a = torch.randn(n, n, device=dev, dtype=dtype)
@@ -65,7 +86,33 @@ def main():
     emit("lm_head_ce_fwd_bwd_f32", timed(ce), 6 * n * d * vocab)
     print(json.dumps({"name": "lm_head_ce_peak_gib",
                       "value": round(torch.cuda.max_memory_allocated() / 2**30, 2)}))
-    print(json.dumps({"name": "device", "value": torch.cuda.get_device_name()}), file=sys.stderr)
+    del x, w, y
+    # Softmax over vocabulary-long rows: as many rows as gpubench fits in one 2 GiB binding.
+    rows = 3533
+    logits = torch.randn(rows, vocab, device=dev) * 4
+    emit(f"softmax_f32_{rows}x{vocab}", timed(lambda: torch.softmax(logits, -1)),
+         nbytes=2 * rows * vocab * 4)
+    del logits
+    # AdamW (fused) over 500M parameters in 50 tensors of 10M; 28 bytes per parameter.
+    count, each = 50, 10_000_000
+    params = [torch.randn(each, device=dev, requires_grad=True) for _ in range(count)]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    opt = torch.optim.AdamW(params, lr=1e-4, fused=True)
+    emit(f"adamw_f32_{count * each // 1_000_000}M", timed(opt.step), nbytes=28 * count * each)
+    del opt, params
+    # Dispatch overhead: 10,000 tiny elementwise ops, then one synchronize (host time).
+    ops = 10_000
+    small = torch.full((256,), 0.5, device=dev)
+
+    def chain():
+        z = small
+        for _ in range(ops):
+            z = z + 1.0
+        return z
+
+    ms = host_timed(chain)
+    emit(f"dispatch_{ops // 1000}k_tiny", ms, us_per_op=round(ms * 1e3 / ops, 3))
 
 
 if __name__ == "__main__":

@@ -1,1 +1,3 @@
-//! Shared helpers for the criterion benches.
+//! Shared helpers for the benchmarks: the CPU references and inputs of `gpubench`.
+
+pub mod reference;
