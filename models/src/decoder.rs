@@ -3,7 +3,11 @@
 //! RMSNorm, SwiGLU MLP, residual), final RMSNorm, LM head (tied to the embedding or not).
 //! Qwen2 is LLaMA with q/k/v biases: one decoder, a config flag. Weight names are HF's.
 
-use engine::ops::{activation::swiglu, attention::attention, embedding::embedding};
+use engine::ops::{
+    activation::swiglu,
+    attention::{attention, KvCache},
+    embedding::embedding,
+};
 use engine::{Device, Tensor};
 
 use crate::config::Config;
@@ -152,8 +156,13 @@ impl Attention {
         })
     }
 
-    /// (B, T, C) -> (B, T, C), causal over T.
-    fn forward(&self, x: &Tensor, positions: &Tensor, inv_freq: &Tensor) -> Result<Tensor> {
+    /// q, k, v of `x` (B, T, C) as (B, heads, T, D), rotary applied to q and k.
+    fn qkv(
+        &self,
+        x: &Tensor,
+        positions: &Tensor,
+        inv_freq: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
         let (b, t) = (x.dim(0), x.dim(1));
         let heads = |proj: &Linear, n: usize| -> Result<Tensor> {
             // (B, T, n*D) -> (B, n, T, D)
@@ -164,12 +173,36 @@ impl Attention {
         };
         let q = heads(&self.q_proj, self.num_heads)?.rope_with_freqs(positions, inv_freq)?;
         let k = heads(&self.k_proj, self.num_kv_heads)?.rope_with_freqs(positions, inv_freq)?;
-        let v = heads(&self.v_proj, self.num_kv_heads)?;
-        let y = attention(&q, &k, &v, true, None)?; // (B, Hq, T, D)
+        Ok((q, k, heads(&self.v_proj, self.num_kv_heads)?))
+    }
+
+    /// (B, Hq, T, D) attention output -> (B, T, C) through o_proj.
+    fn output(&self, y: &Tensor) -> Result<Tensor> {
+        let (b, t) = (y.dim(0), y.dim(2));
         let y = y
             .permute(&[0, 2, 1, 3])?
             .reshape(&[b, t, self.num_heads * self.head_dim])?;
         self.o_proj.forward(&y)
+    }
+
+    /// (B, T, C) -> (B, T, C), causal over T.
+    fn forward(&self, x: &Tensor, positions: &Tensor, inv_freq: &Tensor) -> Result<Tensor> {
+        let (q, k, v) = self.qkv(x, positions, inv_freq)?;
+        self.output(&attention(&q, &k, &v, true, None)?)
+    }
+
+    /// The new tokens `x` (B, Tn, C) at `positions`, attending to the cache and themselves;
+    /// their keys and values are appended to the cache.
+    fn forward_cached(
+        &self,
+        x: &Tensor,
+        positions: &Tensor,
+        inv_freq: &Tensor,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let (q, k, v) = self.qkv(x, positions, inv_freq)?;
+        cache.append(&k, &v)?;
+        self.output(&cache.attend(&q)?)
     }
 }
 
@@ -193,9 +226,22 @@ impl DecoderLayer {
         })
     }
 
-    fn forward(&self, x: &Tensor, positions: &Tensor, inv_freq: &Tensor) -> Result<Tensor> {
+    /// With `cache`, the tokens attend to the cached ones before them (inference).
+    fn forward(
+        &self,
+        x: &Tensor,
+        positions: &Tensor,
+        inv_freq: &Tensor,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
         let h = x.rms_norm(&self.input_layernorm, self.eps)?;
-        let x = x.add(&self.self_attn.forward(&h, positions, inv_freq)?)?;
+        let attn = match cache {
+            Some(cache) => self
+                .self_attn
+                .forward_cached(&h, positions, inv_freq, cache)?,
+            None => self.self_attn.forward(&h, positions, inv_freq)?,
+        };
+        let x = x.add(&attn)?;
         let h = x.rms_norm(&self.post_attention_layernorm, self.eps)?;
         Ok(x.add(&self.mlp.forward(&h)?)?)
     }
@@ -290,6 +336,50 @@ impl Model {
 
     /// Final-normed hidden states (B, T, C) of `ids` (B x T, row-major, on the host).
     pub fn hidden_states(&self, ids: &[u32], batch: usize, seq_len: usize) -> Result<Tensor> {
+        self.run(ids, batch, seq_len, None)
+    }
+
+    /// One KV cache per layer for `batch` sequences of up to `capacity` tokens.
+    pub fn new_caches(&self, batch: usize, capacity: usize) -> Result<Vec<KvCache>> {
+        let c = &self.config;
+        (0..c.num_hidden_layers)
+            .map(|_| {
+                Ok(KvCache::new(
+                    &self.dev,
+                    batch,
+                    c.num_key_value_heads,
+                    capacity,
+                    c.head_dim,
+                )?)
+            })
+            .collect()
+    }
+
+    /// Hidden states of new tokens `ids` (B x Tn) that follow the tokens already in `caches`
+    /// (whose keys and values they append). Inference only: run it under `no_grad`.
+    pub fn hidden_states_cached(
+        &self,
+        ids: &[u32],
+        batch: usize,
+        caches: &mut [KvCache],
+    ) -> Result<Tensor> {
+        if caches.len() != self.layers.len() {
+            return Err(Error::Engine(engine::Error::BadShape {
+                op: "Model::hidden_states_cached",
+                shape: vec![caches.len()],
+                reason: format!("one cache per layer ({}) needed", self.layers.len()),
+            }));
+        }
+        self.run(ids, batch, ids.len() / batch.max(1), Some(caches))
+    }
+
+    fn run(
+        &self,
+        ids: &[u32],
+        batch: usize,
+        seq_len: usize,
+        mut caches: Option<&mut [KvCache]>,
+    ) -> Result<Tensor> {
         if ids.len() != batch * seq_len || ids.is_empty() {
             return Err(Error::Engine(engine::Error::DataLength {
                 op: "Model::hidden_states",
@@ -299,13 +389,18 @@ impl Model {
             }));
         }
         engine::ops::embedding::check_ids(ids, self.config.vocab_size)?;
-        let positions: Vec<u32> = (0..seq_len as u32).collect();
+        let start = caches
+            .as_ref()
+            .and_then(|c| c.first())
+            .map_or(0, |c| c.len()) as u32;
+        let positions: Vec<u32> = (start..start + seq_len as u32).collect();
         let positions = Tensor::from_u32_slice(&self.dev, &positions, &[seq_len])?;
         let mut x = self
             .embed_tokens
             .gather(&self.dev, ids, &[batch, seq_len])?;
-        for layer in &self.layers {
-            x = layer.forward(&x, &positions, &self.inv_freq)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let cache = caches.as_deref_mut().map(|c| &mut c[i]);
+            x = layer.forward(&x, &positions, &self.inv_freq, cache)?;
         }
         Ok(x.rms_norm(&self.norm, self.config.rms_norm_eps as f32)?)
     }

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod decoder;
 mod error;
+pub mod generate;
 pub mod save;
 pub mod tokenizer;
 pub mod weights;
@@ -11,6 +12,7 @@ pub mod weights;
 pub use config::{Arch, Config, RopeScaling};
 pub use decoder::{Model, VocabMatrix};
 pub use error::{Error, Result};
+pub use generate::GenerateOptions;
 pub use save::SaveDtype;
 pub use tokenizer::{Message, Tokenizer};
 pub use weights::{Init, Weights};
