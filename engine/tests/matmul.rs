@@ -462,3 +462,41 @@ fn bad_operands_are_refused() {
         }
     }
 }
+
+/// The skinny kernel that `linear` uses for up to 8 rows (decode steps), at edge sizes.
+#[test]
+fn skinny_linear_matches_reference() {
+    let mut r = rng(91);
+    for (lead, k, n) in [
+        (vec![1, 1], 1, 1),
+        (vec![1, 1], 33, 9),
+        (vec![2, 3], 70, 17),
+        (vec![8], 300, 1003),
+        (vec![1, 7], 5, 64),
+    ] {
+        let rows: usize = lead.iter().product();
+        let a = randn(&mut r, rows * k);
+        let w = randn(&mut r, n * k);
+        let mut shape = lead.clone();
+        shape.push(k);
+        let got = tensor(&a, &shape)
+            .linear(&tensor(&w, &[n, k]), None)
+            .unwrap();
+        let mut want_shape = lead.clone();
+        want_shape.push(n);
+        assert_eq!(got.shape(), &want_shape[..]);
+        let want: Vec<f64> = (0..rows * n)
+            .map(|i| {
+                (0..k)
+                    .map(|j| a[(i / n) * k + j] as f64 * w[(i % n) * k + j] as f64)
+                    .sum()
+            })
+            .collect();
+        assert_close(
+            &format!("skinny linear {lead:?} k={k} n={n}"),
+            &got.to_vec().unwrap(),
+            &want,
+            F32_TOL,
+        );
+    }
+}

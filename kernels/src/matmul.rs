@@ -60,9 +60,42 @@ pub static COOP: Source = Source {
     },
 };
 
+/// The skinny (few-row) product, see `wgsl/matmul_gemv.wgsl`.
+pub static GEMV: Source = Source {
+    name: "matmul_gemv",
+    wgsl: include_str!("../wgsl/matmul_gemv.wgsl"),
+    needs: Needs {
+        f16: false,
+        subgroups: false,
+        cooperative_matrix: false,
+    },
+};
+
+/// Most rows of A the skinny kernel takes.
+pub const GEMV_MAX_ROWS: usize = 8;
+
+/// out (rows, n) = a (rows, k) @ b^T, b stored (n, k): the decode-step product, f32.
+pub fn gemv(rows: usize, n: usize, k: usize) -> Launch {
+    Launch {
+        kernel: Kernel {
+            source: &GEMV,
+            entry: "gemv",
+            bindings: &[1, 2, 3],
+        },
+        constants: vec![],
+        workgroups: crate::grid_for(n, 8),
+        params: crate::Params::new()
+            .size(rows)
+            .size(n)
+            .size(k)
+            .u32(0)
+            .build(),
+    }
+}
+
 /// The WGSL sources of this family.
 pub fn sources() -> Vec<&'static Source> {
-    vec![&F32_F32, &F16_F16, &F32_F16, &F16_F32, &COOP]
+    vec![&F32_F32, &F16_F16, &F32_F16, &F16_F32, &COOP, &GEMV]
 }
 
 /// Element type of an operand (the output is always f32).
@@ -363,7 +396,8 @@ mod tests {
             buffer: BoundsCheckPolicy::ReadZeroSkipWrite,
             ..Default::default()
         };
-        for src in sources() {
+        // The skinny kernel has no transpose constants (validate.rs checks it).
+        for src in sources().into_iter().filter(|s| s.name != GEMV.name) {
             let module = naga::front::wgsl::parse_str(src.wgsl).expect("parses");
             let info = naga::valid::Validator::new(
                 naga::valid::ValidationFlags::all(),

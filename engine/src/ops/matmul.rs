@@ -79,9 +79,25 @@ fn product(
     if ka != kb {
         return Err(mismatch());
     }
+    let dev = a.device();
+    // A few rows against a shared (N, K) weight, as in a decode step: the skinny kernel.
+    let rows = a.elem_count() / ka.max(1);
+    if kernel == MatmulKernel::Auto
+        && (ea, eb) == (Elem::F32, Elem::F32)
+        && !ta
+        && tb
+        && rb == 2
+        && ka > 0
+        && rows <= k::GEMV_MAX_ROWS
+    {
+        let mut shape = a.shape()[..ra - 1].to_vec();
+        shape.push(n);
+        let out = Tensor::uninit(dev, op, &shape, DType::F32)?;
+        run(op, &k::gemv(rows, n, ka), &[a, b, &out])?;
+        return Ok(out);
+    }
     let plan = k::plan(m, n, ka, ta, tb, &a.shape()[..ra - 2], &b.shape()[..rb - 2])
         .ok_or_else(mismatch)?;
-    let dev = a.device();
     let both_f16 = ea == Elem::F16 && eb == Elem::F16;
     // The coop kernels are 16x16x16 f16 -> f32, which Vulkan adapters offer (Metal's are 8x8
     // f32 only), and find their subgroup with subgroup builtins.
