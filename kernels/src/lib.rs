@@ -16,6 +16,7 @@ pub mod embedding;
 pub mod layout;
 pub mod matmul;
 pub mod norm;
+pub mod objective;
 pub mod optim;
 pub mod reduce;
 pub mod rope;
@@ -35,6 +36,7 @@ pub fn all_sources() -> Vec<&'static Source> {
     all.extend(embedding::sources());
     all.extend(cast::sources());
     all.extend(optim::sources());
+    all.extend(objective::sources());
     all
 }
 

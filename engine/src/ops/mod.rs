@@ -9,6 +9,7 @@ pub mod embedding;
 pub mod layout;
 pub mod matmul;
 pub mod norm;
+pub mod objective;
 pub mod optim;
 pub mod reduce;
 pub mod rope;
