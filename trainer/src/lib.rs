@@ -3,4 +3,6 @@
 
 pub mod batch;
 pub mod data;
+pub mod diagnose;
+pub mod resolve;
 pub mod schedule;

@@ -1,0 +1,139 @@
+//! `trainer diagnose` on both real test models against HF transformers (float32; recorded by
+//! tests/scripts/make_diagnose_reference.py with its own implementation of the data
+//! conventions): the same loss tokens, mean p and per-example means within 1e-3.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn repo(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(rel)
+}
+
+fn trainer(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(args)
+        .env("TRAINER_SHADER_CHECKS", "1")
+        .output()
+        .expect("runs trainer")
+}
+
+fn check(model: &str) {
+    let data = repo("tests/fixtures/data/tiny_sft.jsonl");
+    let plot = tempfile::Builder::new().suffix(".svg").tempfile().unwrap();
+    let out = trainer(&[
+        "diagnose",
+        "--model",
+        model,
+        "--data",
+        data.to_str().unwrap(),
+        "--json",
+        "--alphas",
+        "0,1,10,0.5",
+        "--plot",
+        plot.path().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let path = repo(&format!("tests/fixtures/hf/diagnose_{model}.json"));
+    let want: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(got["tokens"], want["tokens"], "{model}: loss tokens");
+    let close = |a: &serde_json::Value, b: &serde_json::Value, what: &str| {
+        let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+        assert!((a - b).abs() <= 1e-3, "{model}: {what}: {a} vs HF {b}");
+    };
+    close(&got["mean_prob"], &want["mean_prob"], "mean p");
+    close(&got["nll"], &want["nll"], "nll");
+    close(&got["f_alpha"]["0"], &want["nll"], "f_alpha 0 = nll");
+    for (i, (a, b)) in got["per_example_mean"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(want["per_example_mean"].as_array().unwrap())
+        .enumerate()
+    {
+        close(a, b, &format!("example {i} mean p"));
+    }
+    // f_alpha(1) = 1 - mean p
+    let f1 = got["f_alpha"]["1"].as_f64().unwrap();
+    assert!((f1 - (1.0 - got["mean_prob"].as_f64().unwrap())).abs() < 1e-9);
+    for key in [
+        "histogram",
+        "percentiles",
+        "recommendation",
+        "geometric_mean_prob",
+    ] {
+        assert!(!got[key].is_null(), "{model}: {key} in the JSON");
+    }
+    let hist: u64 = got["histogram"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(hist, got["tokens"].as_u64().unwrap());
+    assert!(std::fs::read_to_string(plot.path())
+        .unwrap()
+        .starts_with("<svg"));
+}
+
+#[test]
+fn smollm2_diagnosis_matches_hf() {
+    check("smollm2-135m-instruct");
+}
+
+#[test]
+fn qwen_diagnosis_matches_hf() {
+    check("qwen2.5-coder-0.5b-instruct");
+}
+
+#[test]
+fn bad_arguments_are_one_line_errors() {
+    let data = repo("tests/fixtures/data/tiny_sft.jsonl");
+    let data = data.to_str().unwrap();
+    for (args, want) in [
+        (
+            vec!["diagnose", "--model", "no-such-model", "--data", data],
+            "not a folder, a known alias",
+        ),
+        (
+            vec!["diagnose", "--model", "qwen2.5-7b", "--data", data],
+            "is not on this machine",
+        ),
+        (
+            vec![
+                "diagnose",
+                "--model",
+                "smollm2-135m-instruct",
+                "--data",
+                data,
+                "--alphas",
+                "x",
+            ],
+            "--alphas",
+        ),
+        (
+            vec![
+                "diagnose",
+                "--model",
+                "smollm2-135m-instruct",
+                "--data",
+                "/no/such.jsonl",
+            ],
+            "/no/such.jsonl",
+        ),
+    ] {
+        let out = trainer(&args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+        assert_eq!(lines.len(), 1, "{err}");
+        assert!(lines[0].contains(want), "{args:?}: {err}");
+    }
+}
