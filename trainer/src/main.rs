@@ -25,7 +25,7 @@ struct Cli {
 enum Command {
     /// Mean probability the base model gives the training tokens (where the data sits on the
     /// paper's model-capability continuum), the objectives' values, and which alpha to use.
-    Diagnose(DiagnoseArgs),
+    Diagnose(Box<DiagnoseArgs>),
     /// Show the adapter the engine picks (WGPU_BACKEND and TRAINER_ADAPTER choose), its
     /// features and limits.
     Devices,
