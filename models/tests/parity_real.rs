@@ -1,12 +1,13 @@
 //! The two real test models (SmolLM2-135M-Instruct, llama; Qwen2.5-Coder-0.5B-Instruct,
 //! qwen2) against HF transformers in float32: per-token log-probabilities of fixed texts
-//! within 1e-3, and greedy continuations with the KV cache identical for 20 tokens (recorded
+//! within 1e-3 (through the logits and through the fused LM-head kernel), and greedy continuations with the KV cache identical for 20 tokens (recorded
 //! by tests/scripts/make_hf_references.py).
 
 mod common;
 use common::*;
 
-use engine::no_grad;
+use engine::ops::objective::lm_head_log_probs;
+use engine::{no_grad, Tensor};
 use models::{Config, GenerateOptions, Model, Weights};
 
 fn load(name: &str) -> Model {
@@ -23,19 +24,33 @@ fn check(name: &str) {
         let ids: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
         let want: Vec<f64> = serde_json::from_value(case["logprobs"].clone()).unwrap();
         let t = ids.len();
-        let logp =
-            no_grad(|| model.forward(&ids, 1, t).and_then(|l| Ok(l.log_softmax()?))).unwrap();
-        let v = logp.dim(-1);
-        let logp = logp.to_vec().unwrap();
+        // Two paths from the same hidden states: logits materialised then log-softmax, and the
+        // fused LM-head kernel that the objective and the diagnostic use.
+        let (logp, fused) = no_grad(|| -> models::Result<(Vec<f32>, Vec<f32>)> {
+            let hidden = model.hidden_states(&ids, 1, t)?;
+            let logp = model.logits(&hidden)?.log_softmax()?.to_vec()?;
+            let mut next = ids[1..].to_vec();
+            next.push(0);
+            let targets = Tensor::from_u32_slice(model.device(), &next, &[t])?;
+            let flat = hidden.reshape(&[t, model.config.hidden_size])?;
+            let fused = lm_head_log_probs(&flat, &model.lm_head().chunks, &targets)?.to_vec()?;
+            Ok((logp, fused))
+        })
+        .unwrap();
+        let v = logp.len() / t;
         for (j, &w) in want.iter().enumerate() {
-            let got = logp[j * v + ids[j + 1] as usize] as f64;
-            let err = (got - w).abs();
-            worst = worst.max(err);
-            assert!(
-                err <= 1e-3,
-                "{name}: token {j} of {:?}: log p {got} vs HF {w}",
-                case["text"]
-            );
+            for (path, got) in [
+                ("logits", logp[j * v + ids[j + 1] as usize]),
+                ("fused", fused[j]),
+            ] {
+                let err = (got as f64 - w).abs();
+                worst = worst.max(err);
+                assert!(
+                    err <= 1e-3,
+                    "{name}: {path} path, token {j} of {:?}: log p {got} vs HF {w}",
+                    case["text"]
+                );
+            }
         }
     }
     eprintln!("{name}: max |log p - HF| = {worst:.2e}");

@@ -6,3 +6,4 @@ pub mod data;
 pub mod diagnose;
 pub mod resolve;
 pub mod schedule;
+pub mod train;

@@ -1,6 +1,5 @@
-//! The `trainer` command. `diagnose` places a dataset on the model-capability continuum;
-//! `devices` shows the adapter. Training (`trainer --model M --alpha A --data D`) and `eval`
-//! arrive with the trainer issue.
+//! The `trainer` command: `trainer --model M --alpha A --data D` fine-tunes; `diagnose` places a
+//! dataset on the model-capability continuum; `devices` shows the adapter.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +7,9 @@ use std::process::ExitCode;
 use anyhow::{anyhow, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use trainer::data::{self, DataOptions, Fields, Shape};
-use trainer::diagnose::{token_probs, Diagnosis};
+use trainer::diagnose::{recommend, token_probs, Diagnosis};
+use trainer::schedule::AlphaSchedule;
+use trainer::train::{train, TrainOptions};
 
 #[derive(Parser)]
 #[command(
@@ -16,9 +17,65 @@ use trainer::diagnose::{token_probs, Diagnosis};
     version,
     about = "Fine-tune LLaMA/Qwen2 checkpoints with the f_alpha SFT objectives, on any GPU through wgpu"
 )]
+#[command(subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    train: Box<TrainArgs>,
+}
+
+/// Fine-tuning (the command without a subcommand).
+#[derive(Args)]
+struct TrainArgs {
+    /// Model folder, alias (qwen2.5-1.5b, llama-3.2-1b, smollm2-135m, ...) or HF repo id.
+    #[arg(long, required = true)]
+    model: Option<String>,
+    #[command(flatten)]
+    data: Option<DataArgs>,
+    /// Objective: f_alpha(p) = (1 - p^alpha)/alpha; 0 is NLL, 1 the paper's -p, 10 its -p^10;
+    /// `auto` runs the diagnostic first and picks from where the data sits.
+    #[arg(long, default_value = "0")]
+    alpha: String,
+    /// Move alpha linearly from FROM at the first step to TO at the last (overrides --alpha).
+    #[arg(long, value_name = "FROM:TO")]
+    alpha_schedule: Option<String>,
+    /// Optimizer steps (overrides --epochs).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Passes over the training data.
+    #[arg(long, default_value_t = 1)]
+    epochs: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 5e-5)]
+    lr: f64,
+    /// Fraction of the steps spent warming up (then cosine decay to 0).
+    #[arg(long, default_value_t = 0.1)]
+    warmup_ratio: f64,
+    /// AdamW decoupled weight decay.
+    #[arg(long, default_value_t = 0.01)]
+    weight_decay: f32,
+    /// AdamW beta1.
+    #[arg(long, default_value_t = 0.9)]
+    beta1: f32,
+    /// AdamW beta2.
+    #[arg(long, default_value_t = 0.95)]
+    beta2: f32,
+    /// Clip gradients to this global norm (0 turns clipping off).
+    #[arg(long, default_value_t = 1.0)]
+    clip: f32,
+    /// Sequences per optimizer step (the global batch; micro-batches accumulate to it).
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// Padded tokens per forward pass (micro-batch size).
+    #[arg(long, default_value_t = 4096)]
+    batch_tokens: usize,
+    /// Where metrics.jsonl and the final HF checkpoint (final/) go.
+    #[arg(long, default_value = "output")]
+    output: PathBuf,
+    /// Seed of the data order.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
 }
 
 #[derive(Subcommand)]
@@ -65,6 +122,20 @@ struct DataArgs {
     max_length: usize,
 }
 
+fn parse_alpha_schedule(text: &str) -> Result<AlphaSchedule> {
+    let bad =
+        || anyhow!("--alpha-schedule {text:?}: expected FROM:TO with two numbers >= 0, e.g. 0:1");
+    let (a, b) = text.split_once(':').ok_or_else(bad)?;
+    let (from, to): (f32, f32) = (
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    );
+    if !(from.is_finite() && to.is_finite() && from >= 0.0 && to >= 0.0) {
+        return Err(bad());
+    }
+    Ok(AlphaSchedule { from, to })
+}
+
 impl DataArgs {
     fn options(&self) -> DataOptions {
         DataOptions {
@@ -109,8 +180,9 @@ struct DiagnoseArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Devices => devices(),
-        Command::Diagnose(args) => diagnose(&args),
+        Some(Command::Devices) => devices(),
+        Some(Command::Diagnose(args)) => diagnose(&args),
+        None => run_training(&cli.train),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -122,12 +194,19 @@ fn main() -> ExitCode {
 }
 
 fn load_model(name: &str) -> Result<(PathBuf, models::Model, models::Tokenizer)> {
+    load_model_for(name, false)
+}
+
+fn load_model_for(
+    name: &str,
+    trainable: bool,
+) -> Result<(PathBuf, models::Model, models::Tokenizer)> {
     let dir = trainer::resolve::resolve(name).map_err(|e| anyhow!(e))?;
     let dev = engine::Device::new()?;
     let config = models::Config::from_file(&dir.join("config.json"))?;
     let tok = models::Tokenizer::from_dir(&dir)?;
     let weights = models::Weights::from_dir(&dev, &dir)?;
-    let model = models::Model::new(&config, &weights, false)
+    let model = models::Model::new(&config, &weights, trainable)
         .with_context(|| format!("loading {}", dir.display()))?;
     Ok((dir, model, tok))
 }
@@ -165,6 +244,103 @@ fn diagnose(args: &DiagnoseArgs) -> Result<()> {
         );
         print!("{}", d.render());
     }
+    Ok(())
+}
+
+fn run_training(args: &TrainArgs) -> Result<()> {
+    let (model_name, data) = match (&args.model, &args.data) {
+        (Some(m), Some(d)) => (m, d),
+        _ => return Err(anyhow!("--model and --data are required (see --help)")),
+    };
+    let fixed_alpha = match (args.alpha.as_str(), &args.alpha_schedule) {
+        (_, Some(s)) => Some(parse_alpha_schedule(s)?),
+        ("auto", None) => None,
+        (a, None) => {
+            let alpha: f32 = a
+                .parse()
+                .map_err(|_| anyhow!("--alpha {a:?}: expected a number >= 0 or `auto`"))?;
+            if !(alpha.is_finite() && alpha >= 0.0) {
+                return Err(anyhow!("--alpha {a}: expected a number >= 0 or `auto`"));
+            }
+            Some(AlphaSchedule {
+                from: alpha,
+                to: alpha,
+            })
+        }
+    };
+    if args.batch_size == 0 || args.batch_tokens == 0 || args.steps == Some(0) || args.epochs == 0 {
+        return Err(anyhow!(
+            "--batch-size, --batch-tokens, --steps and --epochs must be positive"
+        ));
+    }
+    if !(args.lr > 0.0 && args.lr.is_finite() && (0.0..1.0).contains(&args.warmup_ratio)) {
+        return Err(anyhow!(
+            "--lr must be positive and --warmup-ratio in [0, 1)"
+        ));
+    }
+    let (dir, model, tok) = load_model_for(model_name, true)?;
+    let ds = data::load(&data.data, &tok, &data.options())?;
+    let pad = tok.eos_token_id().unwrap_or(0);
+    eprintln!(
+        "{}: {} examples, {} loss tokens ({} truncated to --max-length {}, {} dropped)",
+        ds.path.display(),
+        ds.examples.len(),
+        ds.loss_tokens(),
+        ds.truncated,
+        data.max_length,
+        ds.dropped
+    );
+    let alpha = match fixed_alpha {
+        Some(a) => a,
+        None => {
+            let probs = token_probs(&model, &ds, args.batch_tokens, pad)?;
+            let mean = probs.iter().flatten().sum::<f64>()
+                / probs.iter().map(Vec::len).sum::<usize>().max(1) as f64;
+            let (alpha, reason) = recommend(mean);
+            eprintln!("--alpha auto: alpha = {alpha} ({reason})");
+            AlphaSchedule {
+                from: alpha as f32,
+                to: alpha as f32,
+            }
+        }
+    };
+    let opts = TrainOptions {
+        alpha,
+        steps: args.steps,
+        epochs: args.epochs,
+        lr: args.lr,
+        warmup_ratio: args.warmup_ratio,
+        min_lr_ratio: 0.0,
+        beta1: args.beta1,
+        beta2: args.beta2,
+        eps: 1e-8,
+        weight_decay: args.weight_decay,
+        clip: (args.clip > 0.0).then_some(args.clip),
+        batch_size: args.batch_size,
+        micro_batch_tokens: args.batch_tokens,
+        seed: args.seed,
+        output: args.output.clone(),
+    };
+    let started = std::time::Instant::now();
+    let history = train(&model, &ds, pad, &opts, Some(&dir), |m, total| {
+        let elapsed = started.elapsed().as_secs_f64();
+        let eta = elapsed / m.step as f64 * (total - m.step) as f64;
+        eprintln!(
+            "step {}/{total}  loss {:.4}  mean p {:.3}  grad norm {:.3}  lr {:.2e}  alpha {}  {:.0} tok/s  ETA {:.0}s",
+            m.step, m.loss, m.mean_p, m.grad_norm, m.lr, m.alpha, m.tokens_per_s, eta
+        );
+    })?;
+    let (first, last) = (
+        history.first().map_or(0.0, |m| m.loss),
+        history.last().map_or(0.0, |m| m.loss),
+    );
+    eprintln!(
+        "done: {} steps in {:.1}s; loss {first:.4} -> {last:.4}; metrics in {}, checkpoint in {}",
+        history.len(),
+        started.elapsed().as_secs_f64(),
+        args.output.join("metrics.jsonl").display(),
+        args.output.join("final").display()
+    );
     Ok(())
 }
 
