@@ -21,6 +21,8 @@ pub mod optim;
 pub mod reduce;
 pub mod rope;
 pub mod softmax;
+#[cfg(test)]
+mod spirv_check;
 
 /// Every WGSL source of the crate (for validation tests and warm-up).
 pub fn all_sources() -> Vec<&'static Source> {

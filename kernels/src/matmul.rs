@@ -390,57 +390,14 @@ mod tests {
     /// without the bounds-check policies a checked device uses, goes through naga's SPIR-V writer.
     #[test]
     fn every_transpose_combination_writes_spirv() {
-        use naga::proc::{BoundsCheckPolicies, BoundsCheckPolicy};
-        let checked = BoundsCheckPolicies {
-            index: BoundsCheckPolicy::Restrict,
-            buffer: BoundsCheckPolicy::ReadZeroSkipWrite,
-            ..Default::default()
-        };
         // The skinny kernel has no transpose constants (validate.rs checks it).
         for src in sources().into_iter().filter(|s| s.name != GEMV.name) {
-            let module = naga::front::wgsl::parse_str(src.wgsl).expect("parses");
-            let info = naga::valid::Validator::new(
-                naga::valid::ValidationFlags::all(),
-                naga::valid::Capabilities::all(),
-            )
-            .validate(&module)
-            .expect("validates");
-            for ep in &module.entry_points {
-                for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
-                    let constants = [
-                        ("TRANS_A".to_string(), f64::from(u8::from(ta))),
-                        ("TRANS_B".to_string(), f64::from(u8::from(tb))),
-                    ]
-                    .into_iter()
-                    .collect();
-                    let stage = (naga::ShaderStage::Compute, ep.name.as_str());
-                    let (m, i) = naga::back::pipeline_constants::process_overrides(
-                        &module,
-                        &info,
-                        Some(stage),
-                        &constants,
-                    )
-                    .expect("overrides");
-                    for policies in [BoundsCheckPolicies::default(), checked] {
-                        let options = naga::back::spv::Options {
-                            bounds_check_policies: policies,
-                            ..Default::default()
-                        };
-                        let pipeline = naga::back::spv::PipelineOptions {
-                            shader_stage: naga::ShaderStage::Compute,
-                            entry_point: ep.name.clone(),
-                        };
-                        let spv = std::panic::catch_unwind(|| {
-                            naga::back::spv::write_vec(&m, &i, &options, Some(&pipeline))
-                        });
-                        assert!(
-                            matches!(spv, Ok(Ok(ref w)) if !w.is_empty()),
-                            "{}::{} TRANS_A={ta} TRANS_B={tb} {policies:?}: SPIR-V writer failed",
-                            src.name,
-                            ep.name
-                        );
-                    }
-                }
+            for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                let flags = [
+                    ("TRANS_A", f64::from(u8::from(ta))),
+                    ("TRANS_B", f64::from(u8::from(tb))),
+                ];
+                crate::spirv_check::assert_writes_spirv(src, &flags);
             }
         }
     }

@@ -385,51 +385,11 @@ mod tests {
     /// bounds-check policies of a checked device, go through naga's SPIR-V writer.
     #[test]
     fn both_transposes_write_spirv() {
-        use naga::proc::{BoundsCheckPolicies, BoundsCheckPolicy};
-        let checked = BoundsCheckPolicies {
-            index: BoundsCheckPolicy::Restrict,
-            buffer: BoundsCheckPolicy::ReadZeroSkipWrite,
-            ..Default::default()
-        };
-        let module = naga::front::wgsl::parse_str(SOURCE.wgsl).expect("parses");
-        let info = naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::all(),
-        )
-        .validate(&module)
-        .expect("validates");
-        for ep in &module.entry_points {
-            for ta in [false, true] {
-                let constants = [("TRANS_A".to_string(), f64::from(u8::from(ta)))]
-                    .into_iter()
-                    .collect();
-                let stage = (naga::ShaderStage::Compute, ep.name.as_str());
-                let (m, i) = naga::back::pipeline_constants::process_overrides(
-                    &module,
-                    &info,
-                    Some(stage),
-                    &constants,
-                )
-                .expect("overrides");
-                for policies in [BoundsCheckPolicies::default(), checked] {
-                    let options = naga::back::spv::Options {
-                        bounds_check_policies: policies,
-                        ..Default::default()
-                    };
-                    let pipeline = naga::back::spv::PipelineOptions {
-                        shader_stage: naga::ShaderStage::Compute,
-                        entry_point: ep.name.clone(),
-                    };
-                    let spv = std::panic::catch_unwind(|| {
-                        naga::back::spv::write_vec(&m, &i, &options, Some(&pipeline))
-                    });
-                    assert!(
-                        matches!(spv, Ok(Ok(ref w)) if !w.is_empty()),
-                        "{} TRANS_A={ta} {policies:?}: SPIR-V writer failed",
-                        ep.name
-                    );
-                }
-            }
+        for ta in [false, true] {
+            crate::spirv_check::assert_writes_spirv(
+                &SOURCE,
+                &[("TRANS_A", f64::from(u8::from(ta)))],
+            );
         }
     }
 }
