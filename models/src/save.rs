@@ -50,6 +50,18 @@ impl Model {
     /// Write an HF checkpoint into `dir` (replacing it), copying the tokenizer files found in
     /// `tokenizer_dir`.
     pub fn save(&self, dir: &Path, tokenizer_dir: Option<&Path>, dtype: SaveDtype) -> Result<()> {
+        self.save_with(dir, tokenizer_dir, dtype, |_| Ok(()))
+    }
+
+    /// Like [`Model::save`], with `extra` writing more files (optimizer state, say) into the
+    /// folder before it is renamed into place, so they appear together or not at all.
+    pub fn save_with(
+        &self,
+        dir: &Path,
+        tokenizer_dir: Option<&Path>,
+        dtype: SaveDtype,
+        extra: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<()> {
         let parent = dir
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -89,6 +101,7 @@ impl Model {
                 }
             }
         }
+        extra(&tmp)?;
         if dir.exists() {
             let old = parent.join(format!(".{name}.old-{}", std::process::id()));
             std::fs::rename(dir, &old).map_err(|e| Error::io(dir, e))?;
@@ -101,7 +114,8 @@ impl Model {
     }
 }
 
-fn write_safetensors(
+/// Write `(name, shape, data)` tensors as one safetensors file.
+pub fn write_safetensors(
     path: &Path,
     tensors: &[(String, Vec<usize>, Vec<f32>)],
     dtype: SaveDtype,

@@ -76,6 +76,13 @@ struct TrainArgs {
     /// Seed of the data order.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Write a checkpoint (HF folder + optimizer state) to OUTPUT/checkpoint-STEP every N steps.
+    #[arg(long)]
+    save_every: Option<usize>,
+    /// Continue from a checkpoint folder: weights, optimizer state, schedule position and data
+    /// order (run with the same --steps/--epochs, --seed and --batch-size).
+    #[arg(long, value_name = "DIR")]
+    resume: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -278,7 +285,15 @@ fn run_training(args: &TrainArgs) -> Result<()> {
             "--lr must be positive and --warmup-ratio in [0, 1)"
         ));
     }
-    let (dir, model, tok) = load_model_for(model_name, true)?;
+    if args.save_every == Some(0) {
+        return Err(anyhow!("--save-every must be positive"));
+    }
+    // Resuming loads the checkpoint's weights (an HF folder like any other).
+    let source = match &args.resume {
+        Some(dir) => dir.to_string_lossy().into_owned(),
+        None => model_name.clone(),
+    };
+    let (dir, model, tok) = load_model_for(&source, true)?;
     let ds = data::load(&data.data, &tok, &data.options())?;
     let pad = tok.eos_token_id().unwrap_or(0);
     eprintln!(
@@ -320,6 +335,8 @@ fn run_training(args: &TrainArgs) -> Result<()> {
         micro_batch_tokens: args.batch_tokens,
         seed: args.seed,
         output: args.output.clone(),
+        save_every: args.save_every,
+        resume: args.resume.clone(),
     };
     let started = std::time::Instant::now();
     let history = train(&model, &ds, pad, &opts, Some(&dir), |m, total| {

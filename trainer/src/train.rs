@@ -1,13 +1,14 @@
 //! The SFT loop: micro-batches through the decoder and the fused f_alpha objective, gradients
 //! accumulated to the global batch, clipped by global norm, AdamW with warmup and cosine decay;
-//! one JSONL metrics line per step, a progress line, and an HF checkpoint at the end.
+//! one JSONL metrics line per step, a progress line, HF checkpoints every `save_every` steps
+//! and at the end (with the optimizer state and the step, so `resume` continues exactly).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use engine::ops::objective::{lm_head_objective, Objective};
-use engine::ops::optim::AdamW;
+use engine::ops::optim::{AdamW, ParamState};
 use engine::{Gradients, Tensor};
 use models::{Model, SaveDtype};
 use serde_json::json;
@@ -37,6 +38,95 @@ pub struct TrainOptions {
     pub micro_batch_tokens: usize,
     pub seed: u64,
     pub output: PathBuf,
+    /// Write `output/checkpoint-STEP` every this many steps.
+    pub save_every: Option<usize>,
+    /// A checkpoint folder to continue from (weights already loaded into the model; the
+    /// optimizer state and the step are read here).
+    pub resume: Option<PathBuf>,
+}
+
+const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+const STATE_FILE: &str = "trainer_state.json";
+
+/// Write a checkpoint: the HF folder plus the optimizer moments and the position in the run.
+fn save_checkpoint(
+    model: &Model,
+    adam: &AdamW,
+    dir: &Path,
+    tokenizer_dir: Option<&Path>,
+    step: usize,
+    total: usize,
+    opts: &TrainOptions,
+) -> anyhow::Result<()> {
+    let mut moments = Vec::new();
+    let mut param_steps = serde_json::Map::new();
+    for (name, p) in model.parameters() {
+        if let Some(st) = adam.state(&p) {
+            moments.push((format!("m.{name}"), p.shape().to_vec(), st.m.to_vec()?));
+            moments.push((format!("v.{name}"), p.shape().to_vec(), st.v.to_vec()?));
+            param_steps.insert(name, json!(st.step));
+        }
+    }
+    let state = json!({
+        "step": step, "total_steps": total, "seed": opts.seed, "batch_size": opts.batch_size,
+        "optimizer_steps": adam.steps(), "param_steps": param_steps,
+    });
+    model.save_with(dir, tokenizer_dir, SaveDtype::F32, |tmp| {
+        models::save::write_safetensors(&tmp.join(OPTIMIZER_FILE), &moments, SaveDtype::F32)?;
+        let path = tmp.join(STATE_FILE);
+        std::fs::write(&path, state.to_string()).map_err(|e| models::Error::Io { path, source: e })
+    })?;
+    Ok(())
+}
+
+/// Restore the optimizer from a checkpoint written by [`save_checkpoint`]; returns its step.
+fn load_checkpoint(
+    model: &Model,
+    adam: &mut AdamW,
+    dir: &Path,
+    total: usize,
+    opts: &TrainOptions,
+) -> anyhow::Result<usize> {
+    let state_path = dir.join(STATE_FILE);
+    let text = std::fs::read_to_string(&state_path).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e} (is {} a checkpoint folder written by trainer?)",
+            state_path.display(),
+            dir.display()
+        )
+    })?;
+    let state: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", state_path.display()))?;
+    let field = |k: &str| {
+        state[k]
+            .as_u64()
+            .ok_or_else(|| anyhow::anyhow!("{}: no `{k}`", state_path.display()))
+    };
+    let (step, saved_total) = (field("step")? as usize, field("total_steps")? as usize);
+    if saved_total != total
+        || field("seed")? != opts.seed
+        || field("batch_size")? as usize != opts.batch_size
+    {
+        anyhow::bail!(
+            "{}: the run had {saved_total} steps, seed {}, batch size {}; resume with the same --steps/--epochs, --seed and --batch-size (now {total}, {}, {})",
+            state_path.display(),
+            state["seed"],
+            state["batch_size"],
+            opts.seed,
+            opts.batch_size
+        );
+    }
+    let moments = models::Weights::from_files(model.device(), &[dir.join(OPTIMIZER_FILE)])?;
+    for (name, p) in model.parameters() {
+        let Some(pstep) = state["param_steps"][&name].as_u64() else {
+            continue;
+        };
+        let m = moments.get(&format!("m.{name}"), p.shape(), models::Init::Zeros)?;
+        let v = moments.get(&format!("v.{name}"), p.shape(), models::Init::Zeros)?;
+        adam.set_state(&p, ParamState { m, v, step: pstep })?;
+    }
+    adam.set_steps(field("optimizer_steps")?);
+    Ok(step)
 }
 
 /// One optimizer step's numbers, as written to metrics.jsonl.
@@ -105,7 +195,11 @@ pub fn train(
     let mut metrics_file = std::fs::File::create(&metrics_path)?;
     let mut history = Vec::with_capacity(total);
     let hidden_size = model.config.hidden_size;
-    for (step, batch) in steps.iter().enumerate() {
+    let start = match &opts.resume {
+        Some(dir) => load_checkpoint(model, &mut adam, dir, total, opts)?,
+        None => 0,
+    };
+    for (step, batch) in steps.iter().enumerate().skip(start) {
         let started = Instant::now();
         let alpha = opts.alpha.at(step, total);
         let objective = objective_for(alpha);
@@ -165,8 +259,22 @@ pub fn train(
         writeln!(metrics_file, "{line}")?;
         on_step(&m, total);
         history.push(m);
+        if opts
+            .save_every
+            .is_some_and(|k| (step + 1) % k == 0 && step + 1 < total)
+        {
+            let dir = opts.output.join(format!("checkpoint-{}", step + 1));
+            save_checkpoint(model, &adam, &dir, tokenizer_dir, step + 1, total, opts)?;
+        }
     }
-    let final_dir = opts.output.join("final");
-    model.save(&final_dir, tokenizer_dir, SaveDtype::F32)?;
+    save_checkpoint(
+        model,
+        &adam,
+        &opts.output.join("final"),
+        tokenizer_dir,
+        total,
+        total,
+        opts,
+    )?;
     Ok(history)
 }

@@ -193,3 +193,74 @@ fn bad_training_arguments_are_one_line_errors() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--model"));
 }
+
+#[test]
+fn resumed_run_continues_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model_dir = tmp.path().join("tiny");
+    tiny_model(&model_dir);
+    let data = repo("tests/fixtures/data/tiny_sft.jsonl");
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "--model",
+            model_dir.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--alpha",
+            "1",
+            "--steps",
+            "20",
+            "--batch-size",
+            "2",
+            "--lr",
+            "1e-2",
+            "--save-every",
+            "10",
+            "--output",
+            out.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run = |extra: &[String], out: &Path| {
+        let mut all = args(out);
+        all.extend_from_slice(extra);
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let r = trainer(&refs);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    };
+    run(&[], &a);
+    let ckpt = a.join("checkpoint-10");
+    assert!(ckpt.join("optimizer.safetensors").exists() && ckpt.join("model.safetensors").exists());
+    run(
+        &["--resume".into(), ckpt.to_string_lossy().into_owned()],
+        &b,
+    );
+    let (ma, mb) = (metrics(&a), metrics(&b));
+    assert_eq!(mb.len(), 10);
+    for (x, y) in ma[10..].iter().zip(&mb) {
+        assert_eq!(x["step"], y["step"]);
+        let (lx, ly) = (x["loss"].as_f64().unwrap(), y["loss"].as_f64().unwrap());
+        assert!(
+            (lx - ly).abs() <= 1e-5 * lx.abs().max(1e-12),
+            "step {}: {lx} vs resumed {ly}",
+            x["step"]
+        );
+        assert_eq!(x["lr"], y["lr"]);
+    }
+    // A different batch size cannot continue this run.
+    let mut bad = args(&tmp.path().join("c"));
+    let at = bad.iter().position(|a| a == "--batch-size").unwrap();
+    bad[at + 1] = "3".into();
+    bad.extend(["--resume".into(), ckpt.to_string_lossy().into_owned()]);
+    let refs: Vec<&str> = bad.iter().map(String::as_str).collect();
+    let r = trainer(&refs);
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("resume with the same") && err.contains("--batch-size"),
+        "{err}"
+    );
+}
