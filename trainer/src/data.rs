@@ -1,5 +1,6 @@
-//! Training data: JSONL files in three shapes, tokenized with the model's tokenizer and chat
-//! template into token ids and a loss mask, following verl's SFT conventions.
+//! Training data: JSONL or Parquet files (verl's SFT files are Parquet) in three shapes,
+//! tokenized with the model's tokenizer and chat template into token ids and a loss mask,
+//! following verl's SFT conventions.
 //!
 //! - `{"prompt", "response"}`: the prompt as one user turn through the chat template with the
 //!   generation prompt, then response + eos, each tokenized without special tokens; loss on
@@ -24,6 +25,12 @@ pub enum DataError {
     Line {
         path: PathBuf,
         line: usize,
+        msg: String,
+    },
+    #[error("{}: row {row}: {msg}", path.display())]
+    Row {
+        path: PathBuf,
+        row: usize,
         msg: String,
     },
     #[error("{}: {msg}", path.display())]
@@ -98,30 +105,80 @@ impl Dataset {
     }
 }
 
-/// Read and tokenize a JSONL file.
-pub fn load(path: &Path, tok: &Tokenizer, opts: &DataOptions) -> Result<Dataset, DataError> {
+/// Where a record came from, for error messages.
+enum Origin {
+    Line(usize),
+    Row(usize),
+}
+
+/// The records of a JSONL file (one JSON object per non-empty line) or of a Parquet file
+/// (one per row, nested columns as JSON), with where each came from.
+fn read_records(path: &Path) -> Result<Vec<(Origin, Value)>, DataError> {
+    let is_parquet = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
+    if is_parquet {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let file = std::fs::File::open(path).map_err(|source| DataError::Io {
+            path: path.into(),
+            source,
+        })?;
+        let bad = |e: parquet::errors::ParquetError| DataError::File {
+            path: path.into(),
+            msg: format!("not a readable Parquet file: {e}"),
+        };
+        let reader = SerializedFileReader::new(file).map_err(bad)?;
+        let mut out = Vec::new();
+        for (i, row) in reader.get_row_iter(None).map_err(bad)?.enumerate() {
+            let row = row.map_err(|e| DataError::Row {
+                path: path.into(),
+                row: i + 1,
+                msg: e.to_string(),
+            })?;
+            out.push((Origin::Row(i + 1), row.to_json_value()));
+        }
+        return Ok(out);
+    }
     let text = std::fs::read_to_string(path).map_err(|source| DataError::Io {
         path: path.into(),
         source,
     })?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record = serde_json::from_str(line).map_err(|e| DataError::Line {
+            path: path.into(),
+            line: i + 1,
+            msg: format!("not valid JSON: {e}"),
+        })?;
+        out.push((Origin::Line(i + 1), record));
+    }
+    Ok(out)
+}
+
+/// Read and tokenize a JSONL or Parquet (`.parquet`) file.
+pub fn load(path: &Path, tok: &Tokenizer, opts: &DataOptions) -> Result<Dataset, DataError> {
     let mut ds = Dataset {
         path: path.into(),
         examples: Vec::new(),
         truncated: 0,
         dropped: 0,
     };
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let at = |msg: String| DataError::Line {
-            path: path.into(),
-            line: i + 1,
-            msg,
-        };
-        let record: Value =
-            serde_json::from_str(line).map_err(|e| at(format!("not valid JSON: {e}")))?;
-        let mut ex = tokenize(&record, tok, opts).map_err(at)?;
+    for (origin, record) in read_records(path)? {
+        let mut ex = tokenize(&record, tok, opts).map_err(|msg| match origin {
+            Origin::Line(line) => DataError::Line {
+                path: path.into(),
+                line,
+                msg,
+            },
+            Origin::Row(row) => DataError::Row {
+                path: path.into(),
+                row,
+                msg,
+            },
+        })?;
         if ex.ids.len() > opts.max_length {
             ex.ids.truncate(opts.max_length);
             ex.loss.truncate(opts.max_length);

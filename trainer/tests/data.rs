@@ -160,3 +160,31 @@ fn custom_field_names() {
     .unwrap();
     assert_eq!(ds.examples.len(), 1);
 }
+
+#[test]
+fn parquet_files_read_like_jsonl() {
+    let tok = tokenizer();
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/data");
+    let jsonl = load(&fixtures.join("tiny_sft.jsonl"), &tok, &opts(512)).unwrap();
+    let pq = load(&fixtures.join("tiny_sft.parquet"), &tok, &opts(512)).unwrap();
+    let msgs = load(&fixtures.join("tiny_messages.parquet"), &tok, &opts(512)).unwrap();
+    // The Parquet files hold the JSONL file's three prompt/response records and its chat.
+    assert_eq!(pq.examples[..], jsonl.examples[..3]);
+    assert_eq!(msgs.examples[..], jsonl.examples[3..]);
+    let err = load(&fixtures.join("wrong_columns.parquet"), &tok, &opts(512))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("wrong_columns.parquet: row 1: no `messages`, `prompt` or `text` field"),
+        "{err}"
+    );
+    let not_parquet = tempfile::Builder::new()
+        .suffix(".parquet")
+        .tempfile()
+        .unwrap();
+    std::fs::write(not_parquet.path(), b"PAR1 but not really").unwrap();
+    let err = load(not_parquet.path(), &tok, &opts(512))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a readable Parquet file"), "{err}");
+}
