@@ -70,7 +70,7 @@ struct TrainArgs {
     /// Padded tokens per forward pass (micro-batch size).
     #[arg(long, default_value_t = 4096)]
     batch_tokens: usize,
-    /// Where metrics.jsonl and the final HF checkpoint (final/) go.
+    /// Where metrics.jsonl, the plot training.svg and the checkpoints (final/ at the end) go.
     #[arg(long, default_value = "output")]
     output: PathBuf,
     /// Seed of the data order.
@@ -352,10 +352,11 @@ fn run_training(args: &TrainArgs) -> Result<()> {
         history.last().map_or(0.0, |m| m.loss),
     );
     eprintln!(
-        "done: {} steps in {:.1}s; loss {first:.4} -> {last:.4}; metrics in {}, checkpoint in {}",
+        "done: {} steps in {:.1}s; loss {first:.4} -> {last:.4}; metrics in {}, plot in {}, checkpoint in {}",
         history.len(),
         started.elapsed().as_secs_f64(),
         args.output.join("metrics.jsonl").display(),
+        args.output.join("training.svg").display(),
         args.output.join("final").display()
     );
     Ok(())

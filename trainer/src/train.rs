@@ -276,5 +276,9 @@ pub fn train(
         total,
         opts,
     )?;
+    std::fs::write(
+        opts.output.join("training.svg"),
+        crate::plot::training_svg(&history),
+    )?;
     Ok(history)
 }

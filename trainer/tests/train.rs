@@ -82,6 +82,8 @@ fn tiny_model_loss_falls_and_checkpoint_reloads() {
     );
     let m = metrics(&out);
     assert_eq!(m.len(), 30);
+    let svg = std::fs::read_to_string(out.join("training.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.matches("<polyline").count() == 2);
     let loss = |i: usize| m[i]["loss"].as_f64().unwrap();
     let first = loss(0);
     let last = (27..30).map(loss).sum::<f64>() / 3.0;
