@@ -83,6 +83,10 @@ struct TrainArgs {
     /// order (run with the same --steps/--epochs, --seed and --batch-size).
     #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,
+    /// Hold out this fraction of the examples (chosen by --seed) and report their NLL and
+    /// mean p at the end (a last line in metrics.jsonl).
+    #[arg(long, default_value_t = 0.0)]
+    eval_fraction: f64,
 }
 
 #[derive(Subcommand)]
@@ -285,6 +289,9 @@ fn run_training(args: &TrainArgs) -> Result<()> {
             "--lr must be positive and --warmup-ratio in [0, 1)"
         ));
     }
+    if !(0.0..1.0).contains(&args.eval_fraction) {
+        return Err(anyhow!("--eval-fraction must be in [0, 1)"));
+    }
     if args.save_every == Some(0) {
         return Err(anyhow!("--save-every must be positive"));
     }
@@ -337,6 +344,7 @@ fn run_training(args: &TrainArgs) -> Result<()> {
         output: args.output.clone(),
         save_every: args.save_every,
         resume: args.resume.clone(),
+        eval_fraction: args.eval_fraction,
     };
     let started = std::time::Instant::now();
     let history = train(&model, &ds, pad, &opts, Some(&dir), |m, total| {

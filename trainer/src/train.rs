@@ -43,6 +43,8 @@ pub struct TrainOptions {
     /// A checkpoint folder to continue from (weights already loaded into the model; the
     /// optimizer state and the step are read here).
     pub resume: Option<PathBuf>,
+    /// Fraction of the examples held out (chosen by seed) and evaluated at the end.
+    pub eval_fraction: f64,
 }
 
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
@@ -182,7 +184,12 @@ pub fn train(
 ) -> anyhow::Result<Vec<StepMetrics>> {
     let dev = model.device().clone();
     let params: Vec<Tensor> = model.parameters().into_iter().map(|(_, t)| t).collect();
-    let steps = plan_steps(ds.examples.len(), opts);
+    let (train_idx, eval_idx) =
+        crate::batch::split(ds.examples.len(), opts.eval_fraction, opts.seed);
+    let steps: Vec<Vec<usize>> = plan_steps(train_idx.len(), opts)
+        .into_iter()
+        .map(|b| b.into_iter().map(|i| train_idx[i]).collect())
+        .collect();
     let total = steps.len();
     let schedule = CosineSchedule::new(opts.lr, total, opts.warmup_ratio, opts.min_lr_ratio);
     let mut adam = AdamW::new(opts.lr as f32);
@@ -280,5 +287,27 @@ pub fn train(
         opts.output.join("training.svg"),
         crate::plot::training_svg(&history),
     )?;
+    if !eval_idx.is_empty() {
+        // Held-out examples: NLL and mean p of their loss tokens under the trained model.
+        let held = Dataset {
+            path: ds.path.clone(),
+            examples: eval_idx.iter().map(|&i| ds.examples[i].clone()).collect(),
+            truncated: 0,
+            dropped: 0,
+        };
+        let probs: Vec<f64> =
+            crate::diagnose::token_probs(model, &held, opts.micro_batch_tokens, pad_id)?
+                .into_iter()
+                .flatten()
+                .collect();
+        let n = probs.len().max(1) as f64;
+        let line = json!({
+            "eval_examples": held.examples.len(),
+            "eval_tokens": probs.len(),
+            "eval_nll": probs.iter().map(|p| -p.ln()).sum::<f64>() / n,
+            "eval_mean_p": probs.iter().sum::<f64>() / n,
+        });
+        writeln!(metrics_file, "{line}")?;
+    }
     Ok(history)
 }

@@ -266,3 +266,53 @@ fn resumed_run_continues_exactly() {
         "{err}"
     );
 }
+
+#[test]
+fn held_out_examples_are_evaluated_at_the_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model_dir = tmp.path().join("tiny");
+    tiny_model(&model_dir);
+    let out = tmp.path().join("run");
+    let data = repo("tests/fixtures/data/tiny_sft.jsonl");
+    let run = trainer(&[
+        "--model",
+        model_dir.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--eval-fraction",
+        "0.5",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let m = metrics(&out);
+    assert_eq!(m.len(), 3, "two steps and the evaluation");
+    let eval = &m[2];
+    assert_eq!(eval["eval_examples"], 2);
+    let (nll, p) = (
+        eval["eval_nll"].as_f64().unwrap(),
+        eval["eval_mean_p"].as_f64().unwrap(),
+    );
+    // A random model over 49,152 tokens: NLL near ln(49152) = 10.8, p tiny.
+    assert!(
+        eval["eval_tokens"].as_u64().unwrap() > 0 && nll > 8.0 && nll < 14.0 && p < 0.01,
+        "{eval}"
+    );
+    let bad = trainer(&[
+        "--model",
+        model_dir.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--eval-fraction",
+        "1.5",
+    ]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--eval-fraction"));
+}
