@@ -44,6 +44,32 @@ fn trainer(args: &[&str]) -> std::process::Output {
         .expect("runs trainer")
 }
 
+/// A tiny model in a temporary folder, trained on the small SFT file with `args`; returns the
+/// folder (deleted on drop), the model folder and the run's output folder.
+fn train_tiny(args: &[&str]) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let model_dir = tmp.path().join("tiny");
+    tiny_model(&model_dir);
+    let out = tmp.path().join("run");
+    let data = repo("tests/fixtures/data/tiny_sft.jsonl");
+    let mut all = vec![
+        "--model",
+        model_dir.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    let run = trainer(&all);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    (tmp, model_dir, out)
+}
+
 fn metrics(dir: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(dir.join("metrics.jsonl"))
         .unwrap()
@@ -54,16 +80,7 @@ fn metrics(dir: &Path) -> Vec<serde_json::Value> {
 
 #[test]
 fn tiny_model_loss_falls_and_checkpoint_reloads() {
-    let tmp = tempfile::tempdir().unwrap();
-    let model_dir = tmp.path().join("tiny");
-    tiny_model(&model_dir);
-    let out = tmp.path().join("run");
-    let data = repo("tests/fixtures/data/tiny_sft.jsonl");
-    let run = trainer(&[
-        "--model",
-        model_dir.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
+    let (_tmp, model_dir, out) = train_tiny(&[
         "--alpha",
         "0",
         "--steps",
@@ -72,14 +89,7 @@ fn tiny_model_loss_falls_and_checkpoint_reloads() {
         "4",
         "--lr",
         "1e-2",
-        "--output",
-        out.to_str().unwrap(),
     ]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
     let m = metrics(&out);
     assert_eq!(m.len(), 30);
     let svg = std::fs::read_to_string(out.join("training.svg")).unwrap();
@@ -269,30 +279,15 @@ fn resumed_run_continues_exactly() {
 
 #[test]
 fn held_out_examples_are_evaluated_at_the_end() {
-    let tmp = tempfile::tempdir().unwrap();
-    let model_dir = tmp.path().join("tiny");
-    tiny_model(&model_dir);
-    let out = tmp.path().join("run");
-    let data = repo("tests/fixtures/data/tiny_sft.jsonl");
-    let run = trainer(&[
-        "--model",
-        model_dir.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
+    let (_tmp, model_dir, out) = train_tiny(&[
         "--steps",
         "2",
         "--batch-size",
         "2",
         "--eval-fraction",
         "0.5",
-        "--output",
-        out.to_str().unwrap(),
     ]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let data = repo("tests/fixtures/data/tiny_sft.jsonl");
     let m = metrics(&out);
     assert_eq!(m.len(), 3, "two steps and the evaluation");
     let eval = &m[2];
