@@ -106,14 +106,33 @@ impl Dataset {
 }
 
 /// Where a record came from, for error messages.
-enum Origin {
+#[derive(Debug, Clone, Copy)]
+pub enum Origin {
     Line(usize),
     Row(usize),
 }
 
+impl Origin {
+    /// An error about this record of `path`.
+    pub fn error(self, path: &Path, msg: String) -> DataError {
+        match self {
+            Origin::Line(line) => DataError::Line {
+                path: path.into(),
+                line,
+                msg,
+            },
+            Origin::Row(row) => DataError::Row {
+                path: path.into(),
+                row,
+                msg,
+            },
+        }
+    }
+}
+
 /// The records of a JSONL file (one JSON object per non-empty line) or of a Parquet file
 /// (one per row, nested columns as JSON), with where each came from.
-fn read_records(path: &Path) -> Result<Vec<(Origin, Value)>, DataError> {
+pub fn read_records(path: &Path) -> Result<Vec<(Origin, Value)>, DataError> {
     let is_parquet = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
@@ -167,18 +186,7 @@ pub fn load(path: &Path, tok: &Tokenizer, opts: &DataOptions) -> Result<Dataset,
         dropped: 0,
     };
     for (origin, record) in read_records(path)? {
-        let mut ex = tokenize(&record, tok, opts).map_err(|msg| match origin {
-            Origin::Line(line) => DataError::Line {
-                path: path.into(),
-                line,
-                msg,
-            },
-            Origin::Row(row) => DataError::Row {
-                path: path.into(),
-                row,
-                msg,
-            },
-        })?;
+        let mut ex = tokenize(&record, tok, opts).map_err(|msg| origin.error(path, msg))?;
         if ex.ids.len() > opts.max_length {
             ex.ids.truncate(opts.max_length);
             ex.loss.truncate(opts.max_length);
@@ -207,7 +215,7 @@ pub fn load(path: &Path, tok: &Tokenizer, opts: &DataOptions) -> Result<Dataset,
     Ok(ds)
 }
 
-fn string_field<'a>(record: &'a Value, name: &str) -> Result<&'a str, String> {
+pub(crate) fn string_field<'a>(record: &'a Value, name: &str) -> Result<&'a str, String> {
     match record.get(name) {
         Some(Value::String(s)) => Ok(s),
         Some(other) => Err(format!(
@@ -218,7 +226,7 @@ fn string_field<'a>(record: &'a Value, name: &str) -> Result<&'a str, String> {
     }
 }
 
-fn kind(v: &Value) -> &'static str {
+pub(crate) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

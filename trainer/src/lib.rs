@@ -1,10 +1,13 @@
 //! The `trainer` library: data, objectives, the SFT loop, diagnose, eval, checkpoints and
 //! metrics, under the `trainer` binary.
 
+pub mod answer;
 pub mod batch;
 pub mod data;
 pub mod diagnose;
+pub mod eval;
 pub mod plot;
+pub mod progress;
 pub mod resolve;
 pub mod schedule;
 pub mod train;

@@ -8,6 +8,8 @@ use anyhow::{anyhow, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use trainer::data::{self, DataOptions, Fields, Shape};
 use trainer::diagnose::{recommend, token_probs, Diagnosis};
+use trainer::eval::EvalOptions;
+use trainer::progress::Progress;
 use trainer::schedule::AlphaSchedule;
 use trainer::train::{train, TrainOptions};
 
@@ -94,6 +96,10 @@ enum Command {
     /// Mean probability the base model gives the training tokens (where the data sits on the
     /// paper's model-capability continuum), the objectives' values, and which alpha to use.
     Diagnose(Box<DiagnoseArgs>),
+    /// Accuracy on a test file: greedy generation with the KV cache on each prompt, the final
+    /// answer extracted (\boxed{...}, "The answer is ...", else the last number) and compared
+    /// with the reference after normalising; writes a JSON report.
+    Eval(Box<EvalArgs>),
     /// Show the adapter the engine picks (WGPU_BACKEND and TRAINER_ADAPTER choose), its
     /// features and limits.
     Devices,
@@ -188,11 +194,34 @@ struct DiagnoseArgs {
     batch_tokens: usize,
 }
 
+#[derive(Args)]
+struct EvalArgs {
+    /// Model folder, alias (qwen2.5-1.5b, llama-3.2-1b, smollm2-135m, ...) or HF repo id.
+    #[arg(long)]
+    model: String,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Field holding the reference answer; where a record lacks it, the answer is extracted
+    /// from its response (or last assistant turn).
+    #[arg(long, default_value = "answer")]
+    answer_field: String,
+    /// Most tokens generated per prompt.
+    #[arg(long, default_value_t = 512)]
+    max_new_tokens: usize,
+    /// Evaluate only the first N records.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Where the JSON report (accuracy and every item's output) goes.
+    #[arg(long, default_value = "eval.json")]
+    report: PathBuf,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Devices) => devices(),
         Some(Command::Diagnose(args)) => diagnose(&args),
+        Some(Command::Eval(args)) => eval(&args),
         None => run_training(&cli.train),
     };
     match result {
@@ -347,14 +376,20 @@ fn run_training(args: &TrainArgs) -> Result<()> {
         eval_fraction: args.eval_fraction,
     };
     let started = std::time::Instant::now();
+    let mut progress: Option<Progress> = None;
     let history = train(&model, &ds, pad, &opts, Some(&dir), |m, total| {
-        let elapsed = started.elapsed().as_secs_f64();
-        let eta = elapsed / m.step as f64 * (total - m.step) as f64;
-        eprintln!(
-            "step {}/{total}  loss {:.4}  mean p {:.3}  grad norm {:.3}  lr {:.2e}  alpha {}  {:.0} tok/s  ETA {:.0}s",
-            m.step, m.loss, m.mean_p, m.grad_norm, m.lr, m.alpha, m.tokens_per_s, eta
+        let bar = progress.get_or_insert_with(|| Progress::new(total, "step"));
+        bar.update(
+            m.step,
+            &format!(
+                "loss {:.4}  mean p {:.3}  grad norm {:.3}  lr {:.2e}  alpha {}  {:.0} tok/s",
+                m.loss, m.mean_p, m.grad_norm, m.lr, m.alpha, m.tokens_per_s
+            ),
         );
     })?;
+    if let Some(bar) = &progress {
+        bar.finish();
+    }
     let (first, last) = (
         history.first().map_or(0.0, |m| m.loss),
         history.last().map_or(0.0, |m| m.loss),
@@ -368,6 +403,57 @@ fn run_training(args: &TrainArgs) -> Result<()> {
         args.output.join("final").display()
     );
     Ok(())
+}
+
+fn eval(args: &EvalArgs) -> Result<()> {
+    if args.max_new_tokens == 0 || args.limit == Some(0) {
+        return Err(anyhow!("--max-new-tokens and --limit must be positive"));
+    }
+    let opts = EvalOptions {
+        fields: args.data.options().fields,
+        answer_field: args.answer_field.clone(),
+        max_length: args.data.max_length,
+        max_new_tokens: args.max_new_tokens,
+        limit: args.limit,
+    };
+    let (dir, model, tok) = load_model(&args.model)?;
+    let items = trainer::eval::load(&args.data.data, &tok, &opts)?;
+    let stops = trainer::eval::stop_tokens(&dir, &model, &tok);
+    let progress = Progress::new(items.len(), "example");
+    let mut report =
+        trainer::eval::evaluate(&model, &tok, &items, &stops, &opts, |done, _, correct| {
+            progress.update(
+                done,
+                &format!(
+                    "accuracy {:.3} ({correct}/{done})",
+                    correct as f64 / done as f64
+                ),
+            )
+        })?;
+    progress.finish();
+    report.model = dir;
+    report.data = args.data.data.clone();
+    let json = serde_json::to_string_pretty(&report)?;
+    write_atomically(&args.report, json.as_bytes())?;
+    println!(
+        "accuracy {:.4} ({}/{}) on {}; {} outputs with no answer; {} tokens in {:.1}s; report in {}",
+        report.accuracy,
+        report.correct,
+        report.examples,
+        args.data.data.display(),
+        report.no_answer,
+        report.tokens_generated,
+        report.seconds,
+        args.report.display()
+    );
+    Ok(())
+}
+
+/// Write a file through a temporary name in the same folder, so it is whole or absent.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
 fn devices() -> Result<()> {

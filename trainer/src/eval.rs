@@ -1,0 +1,258 @@
+//! `trainer eval`: greedy generation with the KV cache on each test prompt (rendered through
+//! the chat template exactly as training renders it), the final answer extracted from the
+//! output, exact match after normalising against the reference, accuracy and a JSON report.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use models::{GenerateOptions, Message, Model, Tokenizer};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::answer;
+use crate::data::{kind, read_records, string_field, DataError, Fields};
+
+/// One test question: the prompt's token ids and the answer it should get.
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// 1-based line (JSONL) or row (Parquet) of the record.
+    pub record: usize,
+    pub prompt: String,
+    pub ids: Vec<u32>,
+    pub reference: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    pub fields: Fields,
+    /// Field holding the reference answer; where a record lacks it, the answer is extracted
+    /// from its response (or last assistant turn).
+    pub answer_field: String,
+    /// Prompts longer than this (in tokens) are an error, not silently cut.
+    pub max_length: usize,
+    pub max_new_tokens: usize,
+    /// Evaluate only the first N records.
+    pub limit: Option<usize>,
+}
+
+/// The outcome of one item.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub record: usize,
+    pub prompt: String,
+    pub reference: String,
+    pub output: String,
+    pub predicted: Option<String>,
+    pub correct: bool,
+    /// Tokens generated, and whether a stop token ended the output (else max_new_tokens did).
+    pub tokens: usize,
+    pub stopped: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub model: PathBuf,
+    pub data: PathBuf,
+    pub examples: usize,
+    pub correct: usize,
+    pub accuracy: f64,
+    /// Outputs from which no answer could be extracted.
+    pub no_answer: usize,
+    pub max_new_tokens: usize,
+    pub tokens_generated: usize,
+    pub seconds: f64,
+    pub items: Vec<Outcome>,
+}
+
+/// A reference answer given as a string or a number.
+fn answer_value(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The prompt messages and the reference of one record.
+fn question(record: &Value, opts: &EvalOptions) -> Result<(Vec<Message>, String), String> {
+    let f = &opts.fields;
+    if !record.is_object() {
+        return Err(format!(
+            "a record must be a JSON object, found {}",
+            kind(record)
+        ));
+    }
+    let explicit = match record.get(&opts.answer_field) {
+        None => None,
+        Some(v) => Some(answer_value(v).ok_or_else(|| {
+            format!(
+                "field `{}` must be a string or a number, found {}",
+                opts.answer_field,
+                kind(v)
+            )
+        })?),
+    };
+    let (messages, response) = if let Some(m) = record.get(&f.messages) {
+        let mut messages: Vec<Message> = serde_json::from_value(m.clone()).map_err(|e| {
+            format!(
+                "field `{}` must be a list of {{\"role\", \"content\"}} objects: {e}",
+                f.messages
+            )
+        })?;
+        let response = match messages.last() {
+            Some(last) if last.role == "assistant" => messages.pop().map(|m| m.content),
+            _ => None,
+        };
+        if messages.is_empty() {
+            return Err(format!("field `{}` has no prompt turn", f.messages));
+        }
+        (messages, response)
+    } else if record.get(&f.prompt).is_some() {
+        let prompt = string_field(record, &f.prompt)?;
+        let response = match record.get(&f.response) {
+            Some(_) => Some(string_field(record, &f.response)?.to_string()),
+            None => None,
+        };
+        (vec![Message::new("user", prompt)], response)
+    } else {
+        return Err(format!(
+            "eval needs a `{}` or a `{}` field (set the names with --prompt-field and friends)",
+            f.prompt, f.messages
+        ));
+    };
+    let reference = match (explicit, response) {
+        (Some(a), _) => a,
+        (None, Some(r)) => answer::extract(&r).ok_or_else(|| {
+            format!(
+                "no `{}` field, and its response states no answer to compare with",
+                opts.answer_field
+            )
+        })?,
+        (None, None) => {
+            return Err(format!(
+                "no `{}` field and no response to take the reference answer from",
+                opts.answer_field
+            ))
+        }
+    };
+    Ok((messages, reference))
+}
+
+/// Read the test questions of a JSONL or Parquet file.
+pub fn load(path: &Path, tok: &Tokenizer, opts: &EvalOptions) -> Result<Vec<Item>, DataError> {
+    let mut items = Vec::new();
+    for (origin, record) in read_records(path)? {
+        if opts.limit.is_some_and(|n| items.len() >= n) {
+            break;
+        }
+        let bad = |msg: String| origin.error(path, msg);
+        let (messages, reference) = question(&record, opts).map_err(bad)?;
+        let rendered = tok
+            .apply_chat_template(&messages, true)
+            .map_err(|e| bad(e.to_string()))?;
+        let ids = tok
+            .encode(&rendered, false)
+            .map_err(|e| bad(e.to_string()))?;
+        if ids.len() > opts.max_length {
+            return Err(bad(format!(
+                "the prompt is {} tokens, over --max-length {}",
+                ids.len(),
+                opts.max_length
+            )));
+        }
+        let record = match origin {
+            crate::data::Origin::Line(n) | crate::data::Origin::Row(n) => n,
+        };
+        let prompt = messages
+            .last()
+            .map(|m| m.content.clone())
+            .unwrap_or_default();
+        items.push(Item {
+            record,
+            prompt,
+            ids,
+            reference,
+        });
+    }
+    if items.is_empty() {
+        return Err(DataError::File {
+            path: path.into(),
+            msg: "no records".into(),
+        });
+    }
+    Ok(items)
+}
+
+/// The tokens that end a generation: the config's eos ids, generation_config.json's (what HF
+/// `generate` stops on) and the tokenizer's eos.
+pub fn stop_tokens(model_dir: &Path, model: &Model, tok: &Tokenizer) -> Vec<u32> {
+    let mut stops = model.config.eos_token_ids.clone();
+    let gen = std::fs::read_to_string(model_dir.join("generation_config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+    if let Some(v) = gen.as_ref().and_then(|g| g.get("eos_token_id")) {
+        let ids = match v {
+            Value::Array(a) => a.iter().filter_map(Value::as_u64).collect(),
+            v => v.as_u64().into_iter().collect::<Vec<_>>(),
+        };
+        stops.extend(ids.into_iter().map(|i| i as u32));
+    }
+    stops.extend(tok.eos_token_id());
+    stops.sort_unstable();
+    stops.dedup();
+    stops
+}
+
+/// Generate greedily for every item and grade the answers; `progress(done, total, correct)`
+/// after each. The report's `model` and `data` are left for the caller to fill in.
+pub fn evaluate(
+    model: &Model,
+    tok: &Tokenizer,
+    items: &[Item],
+    stops: &[u32],
+    opts: &EvalOptions,
+    mut progress: impl FnMut(usize, usize, usize),
+) -> models::Result<Report> {
+    let started = Instant::now();
+    let gen = GenerateOptions {
+        max_new_tokens: opts.max_new_tokens,
+        min_new_tokens: 0,
+        stop_tokens: stops.to_vec(),
+    };
+    let mut outcomes = Vec::with_capacity(items.len());
+    let mut correct = 0;
+    for item in items {
+        let out = model.generate_greedy(&item.ids, &gen)?;
+        let stopped = out.last().is_some_and(|t| stops.contains(t));
+        let output = tok.decode(&out, true)?;
+        let predicted = answer::extract(&output);
+        let ok = predicted
+            .as_deref()
+            .is_some_and(|p| answer::matches(p, &item.reference));
+        correct += ok as usize;
+        outcomes.push(Outcome {
+            record: item.record,
+            prompt: item.prompt.clone(),
+            reference: item.reference.clone(),
+            output,
+            predicted,
+            correct: ok,
+            tokens: out.len(),
+            stopped,
+        });
+        progress(outcomes.len(), items.len(), correct);
+    }
+    let n = outcomes.len();
+    Ok(Report {
+        model: PathBuf::new(),
+        data: PathBuf::new(),
+        examples: n,
+        correct,
+        accuracy: correct as f64 / n.max(1) as f64,
+        no_answer: outcomes.iter().filter(|o| o.predicted.is_none()).count(),
+        max_new_tokens: opts.max_new_tokens,
+        tokens_generated: outcomes.iter().map(|o| o.tokens).sum(),
+        seconds: started.elapsed().as_secs_f64(),
+        items: outcomes,
+    })
+}
