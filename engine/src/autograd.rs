@@ -55,6 +55,19 @@ pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Run `f` with recording on, also inside `no_grad` (a backward rule that records a graph of
+/// its own, as [`checkpoint`] does).
+pub fn enable_grad<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            GRAD_ENABLED.with(|g| g.set(self.0));
+        }
+    }
+    let _restore = Restore(GRAD_ENABLED.with(|g| g.replace(true)));
+    f()
+}
+
 /// Number of nodes on this thread's tape (for tests and memory accounting).
 pub fn tape_len() -> usize {
     TAPE.with(|t| t.borrow().len())
@@ -97,6 +110,16 @@ impl Gradients {
         Ok(())
     }
 
+    /// Multiply every gradient by `k` (undoing a loss scale).
+    pub fn scale_all(&mut self, k: f32) -> Result<()> {
+        no_grad(|| {
+            for g in self.0.values_mut() {
+                *g = g.scale(k)?;
+            }
+            Ok(())
+        })
+    }
+
     /// Add every gradient of `other` into `self` (accumulation over micro-batches).
     pub fn accumulate(&mut self, other: Gradients) -> Result<()> {
         no_grad(|| {
@@ -119,6 +142,25 @@ impl Tensor {
 
     /// Like [`Tensor::backward`], adding into `grads` (gradient accumulation).
     pub fn backward_into(&self, grads: &mut Gradients) -> Result<()> {
+        self.backward_seeded(None, grads)
+    }
+
+    /// Backward from `seed`, the gradient of some loss with respect to this tensor (its
+    /// shape; ones when `None`), adding into `grads`. Consumes this thread's tape.
+    pub fn backward_seeded(&self, seed: Option<&Tensor>, grads: &mut Gradients) -> Result<()> {
+        if let Some(s) = seed {
+            if s.shape() != self.shape() {
+                return Err(Error::ShapeMismatch {
+                    op: "backward",
+                    lhs: self.shape().to_vec(),
+                    rhs: s.shape().to_vec(),
+                });
+            }
+        }
+        let seed = || match seed {
+            Some(s) => Ok(s.detach()),
+            None => self.ones_like(),
+        };
         if !self.is_tracked() {
             return Err(Error::Backward(format!(
                 "tensor {:?} of shape {:?} was not computed from any variable with gradient \
@@ -131,7 +173,7 @@ impl Tensor {
         no_grad(|| {
             // Intermediate gradients live here until their producer's node consumes them.
             let mut pending: HashMap<TensorId, Tensor> = HashMap::new();
-            pending.insert(self.id(), self.ones_like()?);
+            pending.insert(self.id(), seed()?);
             let mut var_grads = Gradients::default();
             for node in nodes.into_iter().rev() {
                 let Some(g) = pending.remove(&node.output) else {
@@ -161,9 +203,56 @@ impl Tensor {
                 var_grads.0.insert(id, g);
             }
             if self.is_var() {
-                var_grads.0.insert(self.id(), self.ones_like()?);
+                var_grads.0.insert(self.id(), seed()?);
             }
             grads.accumulate(var_grads)
         })
+    }
+}
+
+/// Activation checkpointing (recomputation): `f(inputs)` runs without recording, so none of
+/// its activations are kept, only `inputs`; when backward reaches its output, `f` runs again
+/// with recording on and the gradient goes back through that graph. `params` are the
+/// variables `f` reads besides `inputs`; they get their gradients as from `f` itself. `f`
+/// must compute the same thing both times (no randomness).
+pub fn checkpoint<F>(inputs: &[&Tensor], params: &[&Tensor], f: F) -> Result<Tensor>
+where
+    F: Fn(&[Tensor]) -> Result<Tensor> + 'static,
+{
+    let saved: Vec<Tensor> = inputs.iter().map(|t| t.detach()).collect();
+    let out = no_grad(|| f(&saved))?;
+    let all: Vec<&Tensor> = inputs.iter().chain(params).copied().collect();
+    Ok(out.recorded(&all, || CheckpointBackward {
+        inputs: saved,
+        params: params.iter().map(|&p| p.clone()).collect(),
+        f: Box::new(f),
+    }))
+}
+
+/// The gradient of a checkpointed `f`: rebuild its graph from the saved inputs (as fresh
+/// leaves) on an empty tape and run backward through it from the incoming gradient.
+struct CheckpointBackward {
+    inputs: Vec<Tensor>,
+    params: Vec<Tensor>,
+    f: Box<dyn Fn(&[Tensor]) -> Result<Tensor>>,
+}
+
+impl Backward for CheckpointBackward {
+    fn name(&self) -> &'static str {
+        "checkpoint"
+    }
+    fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        // The outer backward has taken the tape, so the recomputation records on an empty one.
+        let leaves: Vec<Tensor> = self.inputs.iter().map(|t| t.detach().var()).collect();
+        let out = enable_grad(|| (self.f)(&leaves))?;
+        let mut grads = Gradients::default();
+        if out.is_tracked() {
+            out.backward_seeded(Some(g), &mut grads)?;
+        }
+        Ok(leaves
+            .iter()
+            .chain(&self.params)
+            .map(|t| grads.remove(t))
+            .collect())
     }
 }

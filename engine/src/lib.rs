@@ -20,7 +20,9 @@ mod pool;
 mod runtime;
 mod tensor;
 
-pub use autograd::{clear_tape, is_grad_enabled, no_grad, tape_len, Backward, Gradients};
+pub use autograd::{
+    checkpoint, clear_tape, enable_grad, is_grad_enabled, no_grad, tape_len, Backward, Gradients,
+};
 pub use device::{Device, DeviceOptions, Features};
 pub use dtype::DType;
 pub use error::{Error, Result};

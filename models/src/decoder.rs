@@ -8,7 +8,8 @@ use engine::ops::{
     attention::{attention, KvCache},
     embedding::embedding,
 };
-use engine::{Device, Tensor};
+use engine::{DType, Device, Tensor};
+use std::cell::Cell;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -89,6 +90,27 @@ impl VocabMatrix {
     }
 }
 
+/// The dtype the decoder's linear layers multiply in. Weights, gradients and the optimizer
+/// state stay f32 (the master copy) either way; everything else runs in f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    #[default]
+    F32,
+    /// Inputs and weights rounded to f16 for each product (f32 accumulation): on cooperative
+    /// matrices (tensor cores) where the adapter has them.
+    F16,
+}
+
+/// How the forward pass is computed (not what it computes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Compute {
+    pub precision: Precision,
+    /// Keep only each decoder layer's input during training and recompute the layer in the
+    /// backward pass (activation checkpointing: less memory, one more forward of compute).
+    pub recompute: bool,
+}
+
+#[derive(Clone)]
 struct Linear {
     weight: Tensor,
     bias: Option<Tensor>,
@@ -105,11 +127,18 @@ impl Linear {
             },
         })
     }
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.linear(&self.weight, self.bias.as_ref())?)
+    fn forward(&self, x: &Tensor, precision: Precision) -> Result<Tensor> {
+        Ok(match precision {
+            Precision::F32 => x.linear(&self.weight, self.bias.as_ref())?,
+            // Cast inside the graph, so the f32 master weight receives the gradient.
+            Precision::F16 => x
+                .to_dtype(DType::F16)?
+                .linear(&self.weight.to_dtype(DType::F16)?, self.bias.as_ref())?,
+        })
     }
 }
 
+#[derive(Clone)]
 struct Mlp {
     gate_proj: Linear,
     up_proj: Linear,
@@ -125,12 +154,13 @@ impl Mlp {
             down_proj: Linear::new(&w.pp("down_proj"), h, i, false, std)?,
         })
     }
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let act = swiglu(&self.gate_proj.forward(x)?, &self.up_proj.forward(x)?)?;
-        self.down_proj.forward(&act)
+    fn forward(&self, x: &Tensor, p: Precision) -> Result<Tensor> {
+        let act = swiglu(&self.gate_proj.forward(x, p)?, &self.up_proj.forward(x, p)?)?;
+        self.down_proj.forward(&act, p)
     }
 }
 
+#[derive(Clone)]
 struct Attention {
     q_proj: Linear,
     k_proj: Linear,
@@ -162,12 +192,13 @@ impl Attention {
         x: &Tensor,
         positions: &Tensor,
         inv_freq: &Tensor,
+        p: Precision,
     ) -> Result<(Tensor, Tensor, Tensor)> {
         let (b, t) = (x.dim(0), x.dim(1));
         let heads = |proj: &Linear, n: usize| -> Result<Tensor> {
             // (B, T, n*D) -> (B, n, T, D)
             Ok(proj
-                .forward(x)?
+                .forward(x, p)?
                 .reshape(&[b, t, n, self.head_dim])?
                 .permute(&[0, 2, 1, 3])?)
         };
@@ -177,18 +208,24 @@ impl Attention {
     }
 
     /// (B, Hq, T, D) attention output -> (B, T, C) through o_proj.
-    fn output(&self, y: &Tensor) -> Result<Tensor> {
+    fn output(&self, y: &Tensor, p: Precision) -> Result<Tensor> {
         let (b, t) = (y.dim(0), y.dim(2));
         let y = y
             .permute(&[0, 2, 1, 3])?
             .reshape(&[b, t, self.num_heads * self.head_dim])?;
-        self.o_proj.forward(&y)
+        self.o_proj.forward(&y, p)
     }
 
     /// (B, T, C) -> (B, T, C), causal over T.
-    fn forward(&self, x: &Tensor, positions: &Tensor, inv_freq: &Tensor) -> Result<Tensor> {
-        let (q, k, v) = self.qkv(x, positions, inv_freq)?;
-        self.output(&attention(&q, &k, &v, true, None)?)
+    fn forward(
+        &self,
+        x: &Tensor,
+        positions: &Tensor,
+        inv_freq: &Tensor,
+        p: Precision,
+    ) -> Result<Tensor> {
+        let (q, k, v) = self.qkv(x, positions, inv_freq, p)?;
+        self.output(&attention(&q, &k, &v, true, None)?, p)
     }
 
     /// The new tokens `x` (B, Tn, C) at `positions`, attending to the cache and themselves;
@@ -199,13 +236,15 @@ impl Attention {
         positions: &Tensor,
         inv_freq: &Tensor,
         cache: &mut KvCache,
+        p: Precision,
     ) -> Result<Tensor> {
-        let (q, k, v) = self.qkv(x, positions, inv_freq)?;
+        let (q, k, v) = self.qkv(x, positions, inv_freq, p)?;
         cache.append(&k, &v)?;
-        self.output(&cache.attend(&q)?)
+        self.output(&cache.attend(&q)?, p)
     }
 }
 
+#[derive(Clone)]
 struct DecoderLayer {
     input_layernorm: Tensor,
     self_attn: Attention,
@@ -233,17 +272,72 @@ impl DecoderLayer {
         positions: &Tensor,
         inv_freq: &Tensor,
         cache: Option<&mut KvCache>,
+        p: Precision,
     ) -> Result<Tensor> {
         let h = x.rms_norm(&self.input_layernorm, self.eps)?;
         let attn = match cache {
             Some(cache) => self
                 .self_attn
-                .forward_cached(&h, positions, inv_freq, cache)?,
-            None => self.self_attn.forward(&h, positions, inv_freq)?,
+                .forward_cached(&h, positions, inv_freq, cache, p)?,
+            None => self.self_attn.forward(&h, positions, inv_freq, p)?,
         };
         let x = x.add(&attn)?;
         let h = x.rms_norm(&self.post_attention_layernorm, self.eps)?;
-        Ok(x.add(&self.mlp.forward(&h)?)?)
+        Ok(x.add(&self.mlp.forward(&h, p)?)?)
+    }
+
+    /// [`DecoderLayer::forward`] without a cache, keeping only `x` for the backward pass,
+    /// which recomputes the layer (activation checkpointing).
+    fn forward_recomputed(
+        &self,
+        x: &Tensor,
+        positions: &Tensor,
+        inv_freq: &Tensor,
+        p: Precision,
+    ) -> Result<Tensor> {
+        let params: Vec<Tensor> = self.named().into_iter().map(|(_, t)| t).collect();
+        let params: Vec<&Tensor> = params.iter().collect();
+        let (layer, positions, inv_freq) = (self.clone(), positions.clone(), inv_freq.clone());
+        Ok(engine::checkpoint(&[x], &params, move |xs| {
+            layer
+                .forward(&xs[0], &positions, &inv_freq, None, p)
+                .map_err(|e| match e {
+                    Error::Engine(e) => e,
+                    other => engine::Error::Backward(other.to_string()),
+                })
+        })?)
+    }
+
+    /// The layer's weights under their HF names within the layer.
+    fn named(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![(
+            "input_layernorm.weight".into(),
+            self.input_layernorm.clone(),
+        )];
+        let a = &self.self_attn;
+        for (n, lin) in [
+            ("q_proj", &a.q_proj),
+            ("k_proj", &a.k_proj),
+            ("v_proj", &a.v_proj),
+            ("o_proj", &a.o_proj),
+        ] {
+            out.push((format!("self_attn.{n}.weight"), lin.weight.clone()));
+            if let Some(b) = &lin.bias {
+                out.push((format!("self_attn.{n}.bias"), b.clone()));
+            }
+        }
+        out.push((
+            "post_attention_layernorm.weight".into(),
+            self.post_attention_layernorm.clone(),
+        ));
+        for (n, lin) in [
+            ("gate_proj", &self.mlp.gate_proj),
+            ("up_proj", &self.mlp.up_proj),
+            ("down_proj", &self.mlp.down_proj),
+        ] {
+            out.push((format!("mlp.{n}.weight"), lin.weight.clone()));
+        }
+        out
     }
 }
 
@@ -257,6 +351,7 @@ pub struct Model {
     lm_head: Option<VocabMatrix>,
     inv_freq: Tensor,
     dev: Device,
+    compute: Cell<Compute>,
 }
 
 impl Model {
@@ -288,6 +383,7 @@ impl Model {
             lm_head,
             inv_freq,
             dev,
+            compute: Cell::new(Compute::default()),
         };
         if trainable {
             model = model.into_vars();
@@ -332,6 +428,15 @@ impl Model {
 
     pub fn device(&self) -> &Device {
         &self.dev
+    }
+
+    /// How later forward passes compute (precision, recomputation).
+    pub fn set_compute(&self, compute: Compute) {
+        self.compute.set(compute);
+    }
+
+    pub fn compute(&self) -> Compute {
+        self.compute.get()
     }
 
     /// Final-normed hidden states (B, T, C) of `ids` (B x T, row-major, on the host).
@@ -398,9 +503,18 @@ impl Model {
         let mut x = self
             .embed_tokens
             .gather(&self.dev, ids, &[batch, seq_len])?;
+        let Compute {
+            precision,
+            recompute,
+        } = self.compute.get();
+        let recompute = recompute && caches.is_none() && engine::is_grad_enabled();
         for (i, layer) in self.layers.iter().enumerate() {
-            let cache = caches.as_deref_mut().map(|c| &mut c[i]);
-            x = layer.forward(&x, &positions, &self.inv_freq, cache)?;
+            x = if recompute {
+                layer.forward_recomputed(&x, &positions, &self.inv_freq, precision)?
+            } else {
+                let cache = caches.as_deref_mut().map(|c| &mut c[i]);
+                layer.forward(&x, &positions, &self.inv_freq, cache, precision)?
+            };
         }
         Ok(x.rms_norm(&self.norm, self.config.rms_norm_eps as f32)?)
     }
@@ -439,33 +553,8 @@ impl Model {
         };
         vocab(&self.embed_tokens, &mut out);
         for (i, l) in self.layers.iter().enumerate() {
-            let p = format!("model.layers.{i}");
-            out.push((
-                format!("{p}.input_layernorm.weight"),
-                l.input_layernorm.clone(),
-            ));
-            let a = &l.self_attn;
-            for (n, lin) in [
-                ("q_proj", &a.q_proj),
-                ("k_proj", &a.k_proj),
-                ("v_proj", &a.v_proj),
-                ("o_proj", &a.o_proj),
-            ] {
-                out.push((format!("{p}.self_attn.{n}.weight"), lin.weight.clone()));
-                if let Some(b) = &lin.bias {
-                    out.push((format!("{p}.self_attn.{n}.bias"), b.clone()));
-                }
-            }
-            out.push((
-                format!("{p}.post_attention_layernorm.weight"),
-                l.post_attention_layernorm.clone(),
-            ));
-            for (n, lin) in [
-                ("gate_proj", &l.mlp.gate_proj),
-                ("up_proj", &l.mlp.up_proj),
-                ("down_proj", &l.mlp.down_proj),
-            ] {
-                out.push((format!("{p}.mlp.{n}.weight"), lin.weight.clone()));
+            for (name, t) in l.named() {
+                out.push((format!("model.layers.{i}.{name}"), t));
             }
         }
         out.push(("model.norm.weight".into(), self.norm.clone()));

@@ -9,5 +9,6 @@ pub mod eval;
 pub mod plot;
 pub mod progress;
 pub mod resolve;
+pub mod scaler;
 pub mod schedule;
 pub mod train;

@@ -89,6 +89,22 @@ struct TrainArgs {
     /// mean p at the end (a last line in metrics.jsonl).
     #[arg(long, default_value_t = 0.0)]
     eval_fraction: f64,
+    /// Precision of the linear layers' products (weights and optimizer state stay f32): auto
+    /// is f16 where the adapter has cooperative matrices (tensor cores), else f32. f16 uses
+    /// dynamic loss scaling.
+    #[arg(long, value_enum, default_value = "auto")]
+    precision: PrecisionArg,
+    /// Recompute each decoder layer in the backward pass instead of keeping its activations
+    /// (activation checkpointing: less memory for one more forward pass of compute).
+    #[arg(long)]
+    recompute: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PrecisionArg {
+    Auto,
+    F32,
+    F16,
 }
 
 #[derive(Subcommand)]
@@ -374,7 +390,29 @@ fn run_training(args: &TrainArgs) -> Result<()> {
         save_every: args.save_every,
         resume: args.resume.clone(),
         eval_fraction: args.eval_fraction,
+        compute: models::Compute {
+            precision: match args.precision {
+                PrecisionArg::F32 => models::Precision::F32,
+                PrecisionArg::F16 => models::Precision::F16,
+                PrecisionArg::Auto if model.device().features().cooperative_matrix => {
+                    models::Precision::F16
+                }
+                PrecisionArg::Auto => models::Precision::F32,
+            },
+            recompute: args.recompute,
+        },
     };
+    eprintln!(
+        "{} on {}: linear layers in {:?}{}",
+        dir.display(),
+        model.device().name(),
+        opts.compute.precision,
+        if opts.compute.recompute {
+            ", layers recomputed in backward"
+        } else {
+            ""
+        }
+    );
     let started = std::time::Instant::now();
     let mut progress: Option<Progress> = None;
     let history = train(&model, &ds, pad, &opts, Some(&dir), |m, total| {

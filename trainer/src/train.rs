@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::batch::{micro_batches, shuffled, MicroBatch};
 use crate::data::Dataset;
+use crate::scaler::LossScaler;
 use crate::schedule::{AlphaSchedule, CosineSchedule};
 
 /// Hyper-parameters (defaults from the paper's runs: AdamW betas 0.9/0.95, weight decay 0.01,
@@ -45,15 +46,19 @@ pub struct TrainOptions {
     pub resume: Option<PathBuf>,
     /// Fraction of the examples held out (chosen by seed) and evaluated at the end.
     pub eval_fraction: f64,
+    /// Precision of the linear layers and layer recomputation; f16 turns on loss scaling.
+    pub compute: models::Compute,
 }
 
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 const STATE_FILE: &str = "trainer_state.json";
 
 /// Write a checkpoint: the HF folder plus the optimizer moments and the position in the run.
+#[allow(clippy::too_many_arguments)]
 fn save_checkpoint(
     model: &Model,
     adam: &AdamW,
+    scaler: &LossScaler,
     dir: &Path,
     tokenizer_dir: Option<&Path>,
     step: usize,
@@ -72,6 +77,7 @@ fn save_checkpoint(
     let state = json!({
         "step": step, "total_steps": total, "seed": opts.seed, "batch_size": opts.batch_size,
         "optimizer_steps": adam.steps(), "param_steps": param_steps,
+        "loss_scale": scaler.state().0, "loss_scale_good_steps": scaler.state().1,
     });
     model.save_with(dir, tokenizer_dir, SaveDtype::F32, |tmp| {
         models::save::write_safetensors(&tmp.join(OPTIMIZER_FILE), &moments, SaveDtype::F32)?;
@@ -85,6 +91,7 @@ fn save_checkpoint(
 fn load_checkpoint(
     model: &Model,
     adam: &mut AdamW,
+    scaler: &mut LossScaler,
     dir: &Path,
     total: usize,
     opts: &TrainOptions,
@@ -128,6 +135,12 @@ fn load_checkpoint(
         adam.set_state(&p, ParamState { m, v, step: pstep })?;
     }
     adam.set_steps(field("optimizer_steps")?);
+    if let (Some(scale), Some(good)) = (
+        state["loss_scale"].as_f64(),
+        state["loss_scale_good_steps"].as_u64(),
+    ) {
+        scaler.restore(scale as f32, good as u32);
+    }
     Ok(step)
 }
 
@@ -202,8 +215,10 @@ pub fn train(
     let mut metrics_file = std::fs::File::create(&metrics_path)?;
     let mut history = Vec::with_capacity(total);
     let hidden_size = model.config.hidden_size;
+    model.set_compute(opts.compute);
+    let mut scaler = LossScaler::new(opts.compute.precision == models::Precision::F16);
     let start = match &opts.resume {
-        Some(dir) => load_checkpoint(model, &mut adam, dir, total, opts)?,
+        Some(dir) => load_checkpoint(model, &mut adam, &mut scaler, dir, total, opts)?,
         None => 0,
     };
     for (step, batch) in steps.iter().enumerate().skip(start) {
@@ -230,9 +245,10 @@ pub fn train(
                 &objective,
                 None,
             )?;
-            // Token mean within each micro-batch, averaged over micro-batches (verl's reduction).
+            // Token mean within each micro-batch, averaged over micro-batches (verl's reduction),
+            // times the loss scale (1 in f32).
             out.loss
-                .scale(1.0 / groups.len() as f32)?
+                .scale(scaler.scale() / groups.len() as f32)?
                 .backward_into(&mut grads)?;
             loss_sum += out.loss.to_scalar()? as f64 / groups.len() as f64;
             let log_p = out.log_p.to_vec()?;
@@ -246,8 +262,13 @@ pub fn train(
         }
         let lr = schedule.lr(step);
         adam.lr = lr as f32;
+        if scaler.enabled() {
+            grads.scale_all(1.0 / scaler.scale())?;
+        }
         let stats = adam.step(&params, &grads, opts.clip)?;
         let grad_norm = stats.grad_norm()? as f64;
+        let loss_scale = scaler.scale();
+        scaler.update(grad_norm.is_finite());
         let secs = started.elapsed().as_secs_f64();
         let m = StepMetrics {
             step: step + 1,
@@ -259,10 +280,14 @@ pub fn train(
             tokens,
             tokens_per_s: tokens as f64 / secs.max(1e-9),
         };
-        let line = json!({
+        let mut line = json!({
             "step": m.step, "loss": m.loss, "mean_p": m.mean_p, "grad_norm": m.grad_norm, "lr": m.lr,
             "alpha": m.alpha, "tokens": m.tokens, "tokens_per_s": m.tokens_per_s,
+            "gpu_peak_mib": dev.pool_stats().peak as f64 / (1u64 << 20) as f64,
         });
+        if scaler.enabled() {
+            line["loss_scale"] = loss_scale.into();
+        }
         writeln!(metrics_file, "{line}")?;
         on_step(&m, total);
         history.push(m);
@@ -271,12 +296,22 @@ pub fn train(
             .is_some_and(|k| (step + 1) % k == 0 && step + 1 < total)
         {
             let dir = opts.output.join(format!("checkpoint-{}", step + 1));
-            save_checkpoint(model, &adam, &dir, tokenizer_dir, step + 1, total, opts)?;
+            save_checkpoint(
+                model,
+                &adam,
+                &scaler,
+                &dir,
+                tokenizer_dir,
+                step + 1,
+                total,
+                opts,
+            )?;
         }
     }
     save_checkpoint(
         model,
         &adam,
+        &scaler,
         &opts.output.join("final"),
         tokenizer_dir,
         total,

@@ -130,6 +130,42 @@ fn tiny_model_loss_falls_and_checkpoint_reloads() {
 }
 
 #[test]
+fn recomputation_and_f16_follow_the_f32_run() {
+    let args = ["--steps", "8", "--batch-size", "4", "--lr", "1e-2"];
+    let losses = |extra: &[&str]| -> (Vec<serde_json::Value>, Vec<f64>) {
+        let all: Vec<&str> = args.iter().chain(extra).copied().collect();
+        let (_tmp, _, out) = train_tiny(&all);
+        let m = metrics(&out);
+        let l = m.iter().map(|x| x["loss"].as_f64().unwrap()).collect();
+        (m, l)
+    };
+    let (plain_m, plain) = losses(&["--precision", "f32"]);
+    assert!(plain_m[0].get("loss_scale").is_none());
+    // Recomputation changes what is kept, not what is computed.
+    let (re_m, recomputed) = losses(&["--precision", "f32", "--recompute"]);
+    for (i, (a, b)) in plain.iter().zip(&recomputed).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-5 * a.abs(),
+            "step {}: {a} vs {b}",
+            i + 1
+        );
+    }
+    assert!(re_m[7]["gpu_peak_mib"].as_f64().unwrap() > 0.0);
+    // f16 products with loss scaling: the same run within f16 rounding.
+    let (half_m, half) = losses(&["--precision", "f16", "--recompute"]);
+    assert_eq!(half_m[0]["loss_scale"].as_f64(), Some(65536.0));
+    eprintln!("f32 {plain:?}\nf16 {half:?}");
+    for (i, (a, b)) in plain.iter().zip(&half).enumerate() {
+        assert!(
+            (a - b).abs() <= 5e-3 * a.abs(),
+            "step {}: {a} vs {b}",
+            i + 1
+        );
+    }
+    assert!(half[7] < 0.8 * half[0], "f16 loss {half:?}");
+}
+
+#[test]
 fn smollm2_two_steps_of_alpha_1() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");

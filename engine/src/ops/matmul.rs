@@ -209,7 +209,9 @@ impl Tensor {
 ///   B (N, K):  dB = G^T @ op(A) = matmul_t(G, A, true, ta)
 /// An operand broadcast over batch dims gets the sum over them: when B is shared and A is
 /// (.., M, K), that sum is one product over the stacked batches, (batches * M, ..).
-/// Gradients are f32 whatever the operands' dtypes.
+/// Gradients are f32 whatever the operands' dtypes; when both operands are f16, G is rounded
+/// to f16 for the two products (as mixed-precision training does; loss scaling keeps it in
+/// range).
 struct MatmulBackward {
     a: Tensor,
     b: Tensor,
@@ -258,6 +260,15 @@ impl Backward for MatmulBackward {
         "matmul"
     }
     fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        // A product taken in f16 (mixed precision) takes its gradient products in f16 too, so
+        // that they run on the same fast kernels; they still accumulate and return f32.
+        let g16;
+        let g = if self.a.dtype() == DType::F16 && self.b.dtype() == DType::F16 {
+            g16 = g.to_dtype(DType::F16)?;
+            &g16
+        } else {
+            g
+        };
         Ok(vec![Some(self.grad_a(g)?), Some(self.grad_b(g)?)])
     }
 }
