@@ -463,7 +463,7 @@ fn bad_operands_are_refused() {
     }
 }
 
-/// The skinny kernel that `linear` uses for up to 8 rows (decode steps), at edge sizes.
+/// The skinny kernels that `linear` uses for up to 8 rows (decode steps), at edge sizes.
 #[test]
 fn skinny_linear_matches_reference() {
     let mut r = rng(91);
@@ -473,6 +473,11 @@ fn skinny_linear_matches_reference() {
         (vec![2, 3], 70, 17),
         (vec![8], 300, 1003),
         (vec![1, 7], 5, 64),
+        // K a multiple of 4 takes the vec4 kernel (32 columns x 8 lanes per workgroup).
+        (vec![1, 1], 4, 33),
+        (vec![3], 36, 65),
+        (vec![8], 8, 1),
+        (vec![4], 576, 100),
     ] {
         let rows: usize = lead.iter().product();
         let a = randn(&mut r, rows * k);

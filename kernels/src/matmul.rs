@@ -76,14 +76,20 @@ pub const GEMV_MAX_ROWS: usize = 8;
 
 /// out (rows, n) = a (rows, k) @ b^T, b stored (n, k): the decode-step product, f32.
 pub fn gemv(rows: usize, n: usize, k: usize) -> Launch {
+    // K a multiple of 4 (every model width): vec4 loads, 8 lanes per column.
+    let (entry, bindings, cols): (_, &'static [u32], _) = if k % 4 == 0 {
+        ("gemv4", &[4, 5, 6], 32)
+    } else {
+        ("gemv", &[1, 2, 3], 8)
+    };
     Launch {
         kernel: Kernel {
             source: &GEMV,
-            entry: "gemv",
-            bindings: &[1, 2, 3],
+            entry,
+            bindings,
         },
-        constants: vec![],
-        workgroups: crate::grid_for(n, 8),
+        constants: vec![("ROWS", rows as f64)],
+        workgroups: crate::grid_for(n, cols),
         params: crate::Params::new()
             .size(rows)
             .size(n)
