@@ -4,4 +4,6 @@
 //! [`report`] writes the table and plot.
 
 pub mod gen;
+pub mod report;
 pub mod rng;
+pub mod run;
