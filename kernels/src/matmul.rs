@@ -77,7 +77,7 @@ pub const GEMV_MAX_ROWS: usize = 8;
 /// out (rows, n) = a (rows, k) @ b^T, b stored (n, k): the decode-step product, f32.
 pub fn gemv(rows: usize, n: usize, k: usize) -> Launch {
     // K a multiple of 4 (every model width): vec4 loads, 8 lanes per column.
-    let (entry, bindings, cols): (_, &'static [u32], _) = if k % 4 == 0 {
+    let (entry, bindings, cols): (_, &'static [u32], _) = if k.is_multiple_of(4) {
         ("gemv4", &[4, 5, 6], 32)
     } else {
         ("gemv", &[1, 2, 3], 8)
