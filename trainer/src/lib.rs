@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod data;
 pub mod diagnose;
+pub mod guard;
 pub mod plot;
 pub mod resolve;
 pub mod schedule;

@@ -87,6 +87,11 @@ struct TrainArgs {
     /// mean p at the end (a last line in metrics.jsonl).
     #[arg(long, default_value_t = 0.0)]
     eval_fraction: f64,
+    /// A step whose loss or gradient norm is NaN or infinite is skipped (weights and
+    /// optimizer state untouched); this many in a row stop the run, after saving the state
+    /// of the last good step as OUTPUT/checkpoint-STEP, with a non-zero exit.
+    #[arg(long, default_value_t = trainer::guard::DEFAULT_MAX_BAD_STEPS)]
+    max_bad_steps: usize,
 }
 
 #[derive(Subcommand)]
@@ -131,6 +136,16 @@ struct DataArgs {
     /// Longest sequence in tokens; longer ones are cut (and counted).
     #[arg(long, default_value_t = 2048)]
     max_length: usize,
+    /// A record longer than --max-length: `right` cuts it at the end (and counts it),
+    /// `error` stops with its line or row.
+    #[arg(long, value_enum, default_value = "right")]
+    truncation: TruncationArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TruncationArg {
+    Right,
+    Error,
 }
 
 fn parse_alpha_schedule(text: &str) -> Result<AlphaSchedule> {
@@ -163,6 +178,10 @@ impl DataArgs {
                 text: self.text_field.clone(),
             },
             max_length: self.max_length,
+            truncation: match self.truncation {
+                TruncationArg::Right => data::Truncation::Right,
+                TruncationArg::Error => data::Truncation::Error,
+            },
         }
     }
 }
@@ -198,7 +217,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", trainer::guard::describe(&e));
             ExitCode::FAILURE
         }
     }
@@ -292,8 +311,8 @@ fn run_training(args: &TrainArgs) -> Result<()> {
     if !(0.0..1.0).contains(&args.eval_fraction) {
         return Err(anyhow!("--eval-fraction must be in [0, 1)"));
     }
-    if args.save_every == Some(0) {
-        return Err(anyhow!("--save-every must be positive"));
+    if args.save_every == Some(0) || args.max_bad_steps == 0 {
+        return Err(anyhow!("--save-every and --max-bad-steps must be positive"));
     }
     // Resuming loads the checkpoint's weights (an HF folder like any other).
     let source = match &args.resume {
@@ -345,6 +364,7 @@ fn run_training(args: &TrainArgs) -> Result<()> {
         save_every: args.save_every,
         resume: args.resume.clone(),
         eval_fraction: args.eval_fraction,
+        max_bad_steps: args.max_bad_steps,
     };
     let started = std::time::Instant::now();
     let history = train(&model, &ds, pad, &opts, Some(&dir), |m, total| {

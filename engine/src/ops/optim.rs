@@ -178,15 +178,22 @@ impl AdamW {
         pairs: &[(&Tensor, &Tensor)],
         stats: Tensor,
     ) -> Result<StepStats> {
-        for &(p, g) in pairs {
-            let st = match self.state.entry(p.id()) {
-                Entry::Occupied(e) => e.into_mut(),
-                Entry::Vacant(e) => e.insert(ParamState {
+        // Every moment exists before any parameter moves, so running out of memory here
+        // leaves the state of the previous step whole.
+        for &(p, _) in pairs {
+            if let Entry::Vacant(e) = self.state.entry(p.id()) {
+                e.insert(ParamState {
                     m: Tensor::zeros(dev, p.shape(), DType::F32)?,
                     v: Tensor::zeros(dev, p.shape(), DType::F32)?,
                     step: 0,
-                }),
-            };
+                });
+            }
+        }
+        for &(p, g) in pairs {
+            let st = self
+                .state
+                .get_mut(&p.id())
+                .expect("allocated in the loop above");
             st.step += 1;
             let launch = k::adamw(
                 p.elem_count(),
