@@ -1,6 +1,7 @@
 //! What the GPU cannot do ends in a clear error, never a panic or a mis-addressed kernel: a
 //! buffer over the adapter's largest, an operand over the largest binding (lowered with
-//! `DeviceOptions::max_binding_bytes` to keep the test cheap), and a lost device.
+//! `DeviceOptions::max_binding_bytes` to keep the test cheap), and a lost device; the
+//! objective's backward splits its gradient blocks to fit the binding instead.
 
 use engine::{DType, Device, DeviceOptions, Error, Tensor};
 
@@ -74,4 +75,48 @@ fn a_lost_device_is_an_error_not_a_panic() {
     lost(t.add(&t).expect_err("kernel after loss"));
     lost(Tensor::from_slice(&dev, &[1.0], &[1]).expect_err("upload after loss"));
     lost(dev.sync().expect_err("sync after loss"));
+}
+
+#[test]
+fn the_objective_backward_splits_its_blocks_to_fit_the_binding() {
+    // 70 tokens over 300 vocabulary rows: one (70, 300) block of logit gradients normally;
+    // with bindings of 70 x 64 floats, five blocks. The gradients agree.
+    use engine::ops::objective::{lm_head_objective, Objective};
+    let (n, d, rows) = (70, 8, 300);
+    let x: Vec<f32> = (0..n * d)
+        .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+        .collect();
+    let w: Vec<f32> = (0..rows * d)
+        .map(|i| ((i * 53 % 97) as f32 / 48.0) - 1.0)
+        .collect();
+    let targets: Vec<u32> = (0..n as u32).map(|i| i * 7 % rows as u32).collect();
+    let grads = |dev: &Device| {
+        let xt = Tensor::from_slice(dev, &x, &[n, d]).unwrap().var();
+        let wt = Tensor::from_slice(dev, &w, &[rows, d]).unwrap().var();
+        let tt = Tensor::from_u32_slice(dev, &targets, &[n]).unwrap();
+        let mask = Tensor::from_slice(dev, &vec![1.0; n], &[n]).unwrap();
+        let out = lm_head_objective(
+            &xt,
+            std::slice::from_ref(&wt),
+            &tt,
+            &mask,
+            &Objective::Nll,
+            None,
+        )
+        .unwrap();
+        let g = out.loss.backward().unwrap();
+        (
+            g.get(&xt).unwrap().to_vec().unwrap(),
+            g.get(&wt).unwrap().to_vec().unwrap(),
+        )
+    };
+    let (dx, dw) = grads(&device(None));
+    let (dx_split, dw_split) = grads(&device(Some((n * 64 * 4) as u64)));
+    let close = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .all(|(p, q)| (p - q).abs() <= 1e-5 * p.abs().max(1e-3))
+    };
+    assert!(close(&dx, &dx_split), "dx differs when split");
+    assert!(close(&dw, &dw_split), "dW differs when split");
 }
