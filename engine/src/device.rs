@@ -11,9 +11,17 @@ use crate::runtime::Runtime;
 pub const ADAPTER_ENV: &str = "TRAINER_ADAPTER";
 /// Environment variable: set to `1` to compile shaders with wgpu's runtime bounds checks.
 pub const SHADER_CHECKS_ENV: &str = "TRAINER_SHADER_CHECKS";
+/// Environment variable: a cap in bytes on the largest kernel binding (below the adapter's),
+/// to try what a smaller GPU would refuse or split.
+pub const MAX_BINDING_ENV: &str = "TRAINER_MAX_BINDING_BYTES";
+
+/// The largest binding the engine uses on any adapter: 2 GiB less 4 bytes, so that every
+/// element index and byte count a kernel computes fits in 32 bits (wgpu caps Vulkan and DX12
+/// at i32::MAX already; Metal reports more).
+pub const BINDING_CEILING: u64 = (1 << 31) - 4;
 
 /// How to open a device. `Default` reads nothing; [`DeviceOptions::from_env`] reads
-/// `WGPU_BACKEND`, `TRAINER_ADAPTER` and `TRAINER_SHADER_CHECKS`.
+/// `WGPU_BACKEND`, `TRAINER_ADAPTER`, `TRAINER_SHADER_CHECKS` and `TRAINER_MAX_BINDING_BYTES`.
 #[derive(Debug, Clone, Default)]
 pub struct DeviceOptions {
     /// Restrict to these backends (`None`: all compiled in).
@@ -22,6 +30,9 @@ pub struct DeviceOptions {
     pub adapter_filter: Option<String>,
     /// Keep wgpu's shader bounds checks (slow, for tests); off by default for speed.
     pub shader_checks: bool,
+    /// Lower the largest kernel binding to this many bytes (tests of the limit checks and of
+    /// the split vocabulary matrices, without multi-GiB tensors).
+    pub max_binding_bytes: Option<u64>,
 }
 
 impl DeviceOptions {
@@ -33,8 +44,20 @@ impl DeviceOptions {
             backends: wgpu::Backends::from_env(),
             adapter_filter: std::env::var(ADAPTER_ENV).ok().filter(|s| !s.is_empty()),
             shader_checks: checks,
+            max_binding_bytes: std::env::var(MAX_BINDING_ENV)
+                .ok()
+                .and_then(|v| v.trim().parse().ok()),
         }
     }
+}
+
+/// The first failure the driver reported on its own: the device lost, or an error outside
+/// any error scope. Once set, every later operation fails with it (results are unreliable).
+#[derive(Debug, Clone)]
+pub(crate) enum Fault {
+    Lost(String),
+    OutOfMemory(String),
+    Other(String),
 }
 
 /// Adapter capabilities the kernels care about.
@@ -57,6 +80,8 @@ pub(crate) struct DeviceInner {
     pub(crate) features: Features,
     pub(crate) limits: wgpu::Limits,
     pub(crate) shader_checks: bool,
+    pub(crate) max_binding: u64,
+    pub(crate) fault: Arc<Mutex<Option<Fault>>>,
     pub(crate) pool: Mutex<Pool>,
     pub(crate) runtime: Mutex<Runtime>,
 }
@@ -127,10 +152,10 @@ impl Device {
                 },
             });
         };
-        Self::open(adapter, opts.shader_checks)
+        Self::open(adapter, &opts)
     }
 
-    fn open(adapter: wgpu::Adapter, shader_checks: bool) -> Result<Self> {
+    fn open(adapter: wgpu::Adapter, opts: &DeviceOptions) -> Result<Self> {
         let info = adapter.get_info();
         let mut offered = adapter.features();
         // Our cooperative-matrix kernels use 16x16x16 tiles, f16 inputs, f32 accumulation.
@@ -162,9 +187,29 @@ impl Device {
             adapter: info.name.clone(),
             reason: e.to_string(),
         })?;
-        device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
+        // Errors outside a scope (in a submission, say) and a lost device arrive on wgpu's
+        // threads; they are kept and returned by the next operation instead of being lost.
+        let fault: Arc<Mutex<Option<Fault>>> = Arc::default();
+        let sink = fault.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             log::error!("uncaptured wgpu error: {e}");
+            let f = match &e {
+                wgpu::Error::OutOfMemory { .. } => Fault::OutOfMemory(e.to_string()),
+                _ => Fault::Other(e.to_string()),
+            };
+            sink.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(f);
         }));
+        let sink = fault.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            let f = Fault::Lost(format!("{reason:?}: {msg}"));
+            let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
+            // A lost device outranks an error it caused.
+            if !matches!(*slot, Some(Fault::Lost(_))) {
+                *slot = Some(f);
+            }
+        });
         let features = Features {
             f16: required.contains(wgpu::Features::SHADER_F16),
             subgroups: required.contains(wgpu::Features::SUBGROUP),
@@ -172,13 +217,22 @@ impl Device {
             timestamps: required.contains(wgpu::Features::TIMESTAMP_QUERY),
         };
         let runtime = Runtime::new(&device, &limits);
+        let max_binding = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size)
+            .min(opts.max_binding_bytes.unwrap_or(u64::MAX))
+            .min(BINDING_CEILING)
+            / 4
+            * 4;
         Ok(Device(Arc::new(DeviceInner {
             device,
             queue,
             info,
             features,
             limits,
-            shader_checks,
+            shader_checks: opts.shader_checks,
+            max_binding,
+            fault,
             pool: Mutex::new(Pool::default()),
             runtime: Mutex::new(runtime),
         })))
@@ -203,12 +257,38 @@ impl Device {
     pub fn shader_checks(&self) -> bool {
         self.0.shader_checks
     }
-    /// Largest buffer one kernel binding may cover, in bytes.
+    /// Largest buffer one kernel binding may cover, in bytes (a multiple of 4): the adapter's
+    /// limit, at most [`BINDING_CEILING`], lowered by [`DeviceOptions::max_binding_bytes`].
     pub fn max_binding_bytes(&self) -> u64 {
-        self.0
-            .limits
-            .max_storage_buffer_binding_size
-            .min(self.0.limits.max_buffer_size)
+        self.0.max_binding
+    }
+    /// The failure the driver reported on its own since the device was opened (a lost
+    /// device, an error in a submission), as an error; `Ok` while there is none.
+    pub fn check(&self) -> Result<()> {
+        let fault = self.0.fault.lock().unwrap_or_else(|e| e.into_inner());
+        match fault.as_ref() {
+            None => Ok(()),
+            Some(Fault::Lost(reason)) => Err(Error::DeviceLost {
+                reason: reason.clone(),
+            }),
+            Some(Fault::OutOfMemory(reason)) => Err(Error::OutOfMemory {
+                bytes: 0,
+                in_use: self.pool_stats().in_use,
+                reason: reason.clone(),
+            }),
+            Some(Fault::Other(reason)) => Err(Error::Gpu {
+                op: "device",
+                reason: format!(
+                    "the driver reported an error, results since are unreliable: {reason}"
+                ),
+            }),
+        }
+    }
+    /// Make the device lost, as a driver reset would (for tests of what follows).
+    #[doc(hidden)]
+    pub fn simulate_loss(&self) {
+        self.0.device.destroy();
+        let _ = self.0.device.poll(wgpu::PollType::Poll);
     }
     /// Bytes held by the buffer pool, in use and at peak.
     pub fn pool_stats(&self) -> PoolStats {

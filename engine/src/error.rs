@@ -29,12 +29,27 @@ pub enum Error {
         bytes: u64,
         limit: u64,
     },
-    #[error("out of GPU memory allocating {bytes} bytes ({in_use} bytes in use): {reason}")]
+    #[error(
+        "{op}: a buffer of {bytes} bytes exceeds this adapter's largest buffer ({limit} bytes); \
+         use a smaller shape"
+    )]
+    BufferTooLarge {
+        op: &'static str,
+        bytes: u64,
+        limit: u64,
+    },
+    /// `bytes` is 0 when the driver reported the shortage outside an allocation.
+    #[error("{}", out_of_memory(*bytes, *in_use, reason))]
     OutOfMemory {
         bytes: u64,
         in_use: u64,
         reason: String,
     },
+    #[error(
+        "the GPU device was lost ({reason}): the driver reset it or it went away, and what it \
+         held is gone"
+    )]
+    DeviceLost { reason: String },
     #[error("GPU error in {op}: {reason}")]
     Gpu { op: &'static str, reason: String },
 
@@ -79,4 +94,27 @@ pub enum Error {
     // --- autograd ---
     #[error("backward: {0}")]
     Backward(String),
+}
+
+impl Error {
+    /// Whether the error is the GPU running short (memory, binding or buffer size, a lost
+    /// device) rather than a mistake in the request: smaller shapes may succeed.
+    pub fn is_resource(&self) -> bool {
+        matches!(
+            self,
+            Error::BindingTooLarge { .. }
+                | Error::BufferTooLarge { .. }
+                | Error::OutOfMemory { .. }
+                | Error::DeviceLost { .. }
+        )
+    }
+}
+
+fn out_of_memory(bytes: u64, in_use: u64, reason: &str) -> String {
+    let what = if bytes > 0 {
+        format!(" allocating {bytes} bytes")
+    } else {
+        String::new()
+    };
+    format!("out of GPU memory{what} ({in_use} bytes in use by tensors): {reason}")
 }

@@ -80,9 +80,10 @@ fn storage_usage() -> wgpu::BufferUsages {
 impl Device {
     /// A pooled buffer of at least `bytes` bytes.
     pub(crate) fn alloc_storage(&self, op: &'static str, bytes: u64) -> Result<Storage> {
+        self.check()?;
         let limit = self.0.limits.max_buffer_size;
         if bytes > limit {
-            return Err(Error::BindingTooLarge { op, bytes, limit });
+            return Err(Error::BufferTooLarge { op, bytes, limit });
         }
         let class = size_class(bytes).min(limit.max(4) / 4 * 4);
         let cached = self
@@ -111,6 +112,7 @@ impl Device {
                         reason: e.to_string(),
                     });
                 }
+                self.check()?;
                 self.0
                     .pool
                     .lock()
@@ -127,10 +129,11 @@ impl Device {
     }
 
     /// Record a copy of `data` into `dst` (ordered with the pending dispatches).
-    pub(crate) fn upload(&self, dst: &Storage, data: &[u8]) {
+    pub(crate) fn upload(&self, dst: &Storage, data: &[u8]) -> Result<()> {
         if data.is_empty() {
-            return;
+            return Ok(());
         }
+        self.check()?;
         let padded = (data.len() as u64).div_ceil(4) * 4;
         let staging = self.0.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("upload"),
@@ -139,15 +142,19 @@ impl Device {
             mapped_at_creation: true,
         });
         {
-            let mut view = staging
-                .get_mapped_range_mut(..)
-                .expect("a buffer mapped at creation can be viewed");
+            let mut view = staging.get_mapped_range_mut(..).map_err(|e| {
+                self.check().err().unwrap_or(Error::Gpu {
+                    op: "upload",
+                    reason: e.to_string(),
+                })
+            })?;
             view.slice(..data.len()).copy_from_slice(data);
         }
         staging.unmap();
         let mut rt = self.runtime();
         let enc = rt.encoder(&self.0.device);
         enc.copy_buffer_to_buffer(&staging, 0, dst.buffer(), 0, padded);
+        Ok(())
     }
 
     /// Submit everything recorded, then copy `bytes` bytes of `src` back to the host.
@@ -155,6 +162,7 @@ impl Device {
         if bytes == 0 {
             return Ok(Vec::new());
         }
+        self.check()?;
         let padded = bytes.div_ceil(4) * 4;
         let staging = self.0.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("download"),
@@ -172,34 +180,33 @@ impl Device {
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);
         });
+        // A fault the driver reported explains a failed wait better than the wait's own error.
+        let failed = |reason: String| {
+            self.check().err().unwrap_or(Error::Gpu {
+                op: "download",
+                reason,
+            })
+        };
         self.0
             .device
             .poll(wgpu::PollType::Wait {
                 submission_index: None,
                 timeout: None,
             })
-            .map_err(|e| Error::Gpu {
-                op: "download",
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| failed(e.to_string()))?;
         rx.recv()
-            .map_err(|e| Error::Gpu {
-                op: "download",
-                reason: e.to_string(),
-            })?
-            .map_err(|e| Error::Gpu {
-                op: "download",
-                reason: e.to_string(),
-            })?;
-        let view = staging.get_mapped_range(..).map_err(|e| Error::Gpu {
-            op: "download",
-            reason: e.to_string(),
-        })?;
+            .map_err(|e| failed(e.to_string()))?
+            .map_err(|e| failed(e.to_string()))?;
+        self.check()?;
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| failed(e.to_string()))?;
         Ok(view[..bytes as usize].to_vec())
     }
 
     /// Submit the pending commands and wait until the GPU has finished them.
     pub fn sync(&self) -> Result<()> {
+        self.check()?;
         self.runtime().flush(&self.0.queue);
         self.0
             .device
@@ -207,11 +214,13 @@ impl Device {
                 submission_index: None,
                 timeout: None,
             })
-            .map(|_| ())
-            .map_err(|e| Error::Gpu {
-                op: "sync",
-                reason: e.to_string(),
-            })
+            .map_err(|e| {
+                self.check().err().unwrap_or(Error::Gpu {
+                    op: "sync",
+                    reason: e.to_string(),
+                })
+            })?;
+        self.check()
     }
 
     /// Record one dispatch of `launch` over `buffers` (bound at the kernel's binding numbers,
@@ -252,9 +261,12 @@ impl Device {
                 });
             }
         }
+        self.check()?;
+        // Compare what is bound (rounded up to whole words), so an odd f16 count cannot push
+        // a binding one word past the limit.
         let limit = self.max_binding_bytes();
         for &(_, bytes) in buffers {
-            if bytes > limit {
+            if bytes.max(4).div_ceil(4) * 4 > limit {
                 return Err(Error::BindingTooLarge { op, bytes, limit });
             }
         }

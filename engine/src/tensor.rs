@@ -98,7 +98,7 @@ impl Tensor {
     pub fn from_slice(dev: &Device, data: &[f32], shape: &[usize]) -> Result<Tensor> {
         check_len("from_slice", data.len(), shape)?;
         let t = Tensor::uninit(dev, "from_slice", shape, DType::F32)?;
-        dev.upload(&t.0.storage, bytemuck::cast_slice(data));
+        dev.upload(&t.0.storage, bytemuck::cast_slice(data))?;
         Ok(t)
     }
 
@@ -106,7 +106,7 @@ impl Tensor {
     pub fn from_f16_slice(dev: &Device, data: &[f16], shape: &[usize]) -> Result<Tensor> {
         check_len("from_f16_slice", data.len(), shape)?;
         let t = Tensor::uninit(dev, "from_f16_slice", shape, DType::F16)?;
-        dev.upload(&t.0.storage, bytemuck::cast_slice(data));
+        dev.upload(&t.0.storage, bytemuck::cast_slice(data))?;
         Ok(t)
     }
 
@@ -114,7 +114,7 @@ impl Tensor {
     pub fn from_u32_slice(dev: &Device, data: &[u32], shape: &[usize]) -> Result<Tensor> {
         check_len("from_u32_slice", data.len(), shape)?;
         let t = Tensor::uninit(dev, "from_u32_slice", shape, DType::U32)?;
-        dev.upload(&t.0.storage, bytemuck::cast_slice(data));
+        dev.upload(&t.0.storage, bytemuck::cast_slice(data))?;
         Ok(t)
     }
 

@@ -1,11 +1,12 @@
 //! AdamW against an f64 CPU implementation of torch.optim.AdamW (weight decay, bias
 //! corrections, clipping by the global norm as clip_grad_norm_ does) over three steps; the
-//! global norm and clip scale against f64; state save/restore; skipped parameters.
+//! global norm and clip scale against f64; state save/restore; skipped parameters; a step
+//! with a NaN or infinite gradient skipped whole.
 
 mod common;
 use common::*;
 
-use engine::ops::optim::{global_norm, AdamW, ParamState};
+use engine::ops::optim::{global_norm, AdamW, ParamState, StepOutcome};
 use engine::{Gradients, Tensor};
 
 const SIZES: &[usize] = &[1, 255, 257, 10_000];
@@ -276,4 +277,61 @@ fn parameters_without_gradient_are_untouched_and_state_round_trips() {
     assert!(opt.step(&[b.clone(), h], &grads, None).is_err()); // an f16 parameter
     assert_eq!(b.to_vec().unwrap(), b0);
     assert!(opt.step(&[], &grads, None).is_err());
+}
+
+#[test]
+fn non_finite_gradients_skip_the_whole_step() {
+    let mut r = rng(34);
+    let (a0, b0) = (randn(&mut r, 300), randn(&mut r, 7));
+    let a = tensor(&a0, &[300]).var();
+    let b = tensor(&b0, &[7]).var();
+    let params = [a.clone(), b.clone()];
+    let mut opt = AdamW::new(1e-2);
+    let good = |r: &mut rand::rngs::StdRng| [randn(r, 300), randn(r, 7)];
+    let g = good(&mut r);
+    assert!(matches!(
+        opt.step_if_finite(&params, &grads_of(&params, &g), Some(1.0))
+            .unwrap(),
+        StepOutcome::Applied(_)
+    ));
+    let snapshot = |t: &Tensor| t.to_vec().unwrap();
+    let before: Vec<Vec<f32>> = [&a, &b]
+        .iter()
+        .flat_map(|p| {
+            let st = opt.state(p).unwrap();
+            [snapshot(p), snapshot(&st.m), snapshot(&st.v)]
+        })
+        .collect();
+    // One NaN or one infinity in one tensor: nothing moves, no step is counted.
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        let mut g = good(&mut r);
+        g[1][3] = bad;
+        match opt
+            .step_if_finite(&params, &grads_of(&params, &g), Some(1.0))
+            .unwrap()
+        {
+            StepOutcome::Skipped { grad_norm } => assert!(!grad_norm.is_finite()),
+            StepOutcome::Applied(_) => panic!("a step with gradient {bad} was applied"),
+        }
+        let after: Vec<Vec<f32>> = [&a, &b]
+            .iter()
+            .flat_map(|p| {
+                let st = opt.state(p).unwrap();
+                [snapshot(p), snapshot(&st.m), snapshot(&st.v)]
+            })
+            .collect();
+        assert_eq!(after, before, "gradient {bad}");
+        assert_eq!((opt.steps(), opt.state(&a).unwrap().step), (1, 1));
+    }
+    // A finite step after the skipped ones is the second step.
+    let g = good(&mut r);
+    let StepOutcome::Applied(stats) = opt
+        .step_if_finite(&params, &grads_of(&params, &g), Some(1.0))
+        .unwrap()
+    else {
+        panic!("a finite step was skipped")
+    };
+    assert!((stats.grad_norm().unwrap() as f64 - norm_f64(&g)).abs() < 1e-3 * norm_f64(&g));
+    assert_eq!((opt.steps(), opt.state(&b).unwrap().step), (2, 2));
+    assert_ne!(snapshot(&a), before[0]);
 }

@@ -42,6 +42,17 @@ pub enum Error {
         name: String,
         dtype: String,
     },
+    #[error(
+        "{}: tensor `{name}` needs {bytes} bytes on the GPU, more than this adapter's largest \
+         binding ({limit} bytes); this model does not fit this GPU's bindings",
+        path.display()
+    )]
+    TensorTooLarge {
+        path: PathBuf,
+        name: String,
+        bytes: u64,
+        limit: u64,
+    },
     #[error("{}: {msg}", path.display())]
     Tokenizer { path: PathBuf, msg: String },
     #[error("chat template: {0}")]

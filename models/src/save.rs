@@ -1,6 +1,7 @@
 //! Writing a checkpoint that HF transformers loads as it is: `model.safetensors` under HF's
 //! tensor names, `config.json`, and the tokenizer files copied from the source folder. The
-//! folder is written under a temporary name and renamed, so a crash leaves no half checkpoint.
+//! folder is written under a temporary name, flushed to disk, and renamed, so a crash leaves
+//! no half checkpoint; [`recover_interrupted`] tidies what a crash mid-save left beside it.
 
 use std::io::Write;
 use std::path::Path;
@@ -102,7 +103,16 @@ impl Model {
             }
         }
         extra(&tmp)?;
+        // Every file and the folder itself on disk before the rename makes it visible, so
+        // a power loss cannot leave the new name pointing at empty files.
+        for entry in std::fs::read_dir(&tmp).map_err(|e| Error::io(&tmp, e))? {
+            let path = entry.map_err(|e| Error::io(&tmp, e))?.path();
+            sync_file(&path)?;
+        }
+        sync_dir(&tmp);
         if dir.exists() {
+            // Between these two renames a crash leaves both folders whole under temporary
+            // names; `recover_interrupted` puts the new one in place.
             let old = parent.join(format!(".{name}.old-{}", std::process::id()));
             std::fs::rename(dir, &old).map_err(|e| Error::io(dir, e))?;
             std::fs::rename(&tmp, dir).map_err(|e| Error::io(dir, e))?;
@@ -110,8 +120,74 @@ impl Model {
         } else {
             std::fs::rename(&tmp, dir).map_err(|e| Error::io(dir, e))?;
         }
+        sync_dir(parent);
         Ok(())
     }
+}
+
+fn sync_file(path: &Path) -> Result<()> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(path, e))
+}
+
+/// Flush a folder's entries (where the platform allows opening a folder; elsewhere the
+/// rename is as durable as the platform makes it).
+fn sync_dir(path: &Path) {
+    if let Ok(f) = std::fs::File::open(path) {
+        let _ = f.sync_all();
+    }
+}
+
+/// Tidy what saves interrupted by a crash left in `parent`: a folder whose replacement was
+/// being renamed into place gets the new one (both were whole), and unfinished temporary
+/// folders are deleted. Returns one line per thing done. Run it before saving into `parent`
+/// (one writer per folder: another process's save in progress would be removed).
+pub fn recover_interrupted(parent: &Path) -> Result<Vec<String>> {
+    let mut done = Vec::new();
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Ok(done); // no folder yet: nothing to recover
+    };
+    let mut leftovers: Vec<(String, &'static str, String)> = Vec::new(); // (name, kind, pid)
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(parent, e))?;
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = file.strip_prefix('.') else {
+            continue;
+        };
+        for kind in [".tmp-", ".old-"] {
+            if let Some((name, pid)) = rest.rsplit_once(kind) {
+                if !name.is_empty() && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) {
+                    leftovers.push((name.to_string(), kind, pid.to_string()));
+                }
+            }
+        }
+    }
+    leftovers.sort();
+    for (name, kind, pid) in &leftovers {
+        let path = parent.join(format!(".{name}{kind}{pid}"));
+        if !path.exists() {
+            continue; // moved by an earlier step of this loop
+        }
+        let target = parent.join(name);
+        let tmp = parent.join(format!(".{name}.tmp-{pid}"));
+        if *kind == ".old-" && !target.exists() {
+            // Interrupted between the two renames: the new folder is whole, put it in place.
+            let newest = if tmp.exists() { &tmp } else { &path };
+            std::fs::rename(newest, &target).map_err(|e| Error::io(&target, e))?;
+            done.push(format!(
+                "restored {} (a save was interrupted while replacing it)",
+                target.display()
+            ));
+        }
+        if path.exists() {
+            std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+            if *kind == ".tmp-" {
+                done.push(format!("removed {} (an unfinished save)", path.display()));
+            }
+        }
+    }
+    Ok(done)
 }
 
 /// Write `(name, shape, data)` tensors as one safetensors file.

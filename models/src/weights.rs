@@ -1,6 +1,8 @@
 //! One weight path for real checkpoints and random init: tensors are fetched by their HF
 //! name through a prefixing builder (`w.pp("model.layers.3.self_attn")`), every shape is
-//! asserted on load, and bf16/f16/f32 on disk become f32 on the device.
+//! asserted on load, and bf16/f16/f32 on disk become f32 on the device. Safetensors headers
+//! are read by [`parse_header`], which checks every tensor's bytes against the file before
+//! any is read.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,7 +11,7 @@ use std::sync::Arc;
 use engine::{Device, Tensor};
 use memmap2::Mmap;
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use safetensors::{tensor::Metadata, Dtype, SafeTensors};
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 
@@ -25,8 +27,210 @@ pub enum Init {
 struct File {
     path: PathBuf,
     mmap: Mmap,
-    header_len: usize,
-    metadata: Metadata,
+    header: Header,
+}
+
+/// One tensor's entry in a safetensors header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorEntry {
+    /// The dtype as the header names it (`F32`, `BF16`, ...).
+    pub dtype: String,
+    pub shape: Vec<usize>,
+    /// Byte range within the data that follows the header.
+    pub data_offsets: (usize, usize),
+}
+
+/// A checked safetensors header: every tensor's byte range lies inside the file and has
+/// exactly the bytes its dtype and shape need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Offset of the data in the file (8 + the header's length).
+    pub data_start: usize,
+    pub tensors: HashMap<String, TensorEntry>,
+}
+
+/// Largest header accepted (the safetensors crate's own limit).
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// Bytes per element of the dtypes the safetensors format names (sub-byte ones excluded).
+fn dtype_width(dtype: &str) -> Option<usize> {
+    Some(match dtype {
+        "BOOL" | "U8" | "I8" | "F8_E5M2" | "F8_E4M3" | "F8_E8M0" => 1,
+        "I16" | "U16" | "F16" | "BF16" => 2,
+        "I32" | "U32" | "F32" => 4,
+        "I64" | "U64" | "F64" | "C64" => 8,
+        _ => return None,
+    })
+}
+
+/// Read the header of the safetensors file `bytes` (the whole file); `path` names it in
+/// errors, which say what is wrong and with which tensor.
+pub fn parse_header(bytes: &[u8], path: &Path) -> Result<Header> {
+    let bad = |msg: String| Error::Safetensors {
+        path: path.into(),
+        msg: format!("not a valid safetensors file: {msg}"),
+    };
+    let Some(len_bytes) = bytes.get(..8) else {
+        return Err(bad(format!(
+            "{} bytes, too short for the 8-byte header length (empty or truncated)",
+            bytes.len()
+        )));
+    };
+    let header_len = u64::from_le_bytes(len_bytes.try_into().expect("8 bytes"));
+    let after = (bytes.len() - 8) as u64;
+    if header_len > after {
+        return Err(bad(format!(
+            "the header length field says {header_len} bytes but only {after} follow \
+             (truncated, or not a safetensors file)"
+        )));
+    }
+    if header_len > MAX_HEADER_BYTES {
+        return Err(bad(format!(
+            "a header of {header_len} bytes is implausible (over {MAX_HEADER_BYTES})"
+        )));
+    }
+    let data_start = 8 + header_len as usize;
+    let data_len = bytes.len() - data_start;
+    let text = std::str::from_utf8(&bytes[8..data_start])
+        .map_err(|e| bad(format!("the header is not UTF-8: {e}")))?;
+    let json: Value = serde_json::from_str(text)
+        .map_err(|e| bad(format!("the header is not valid JSON: {e}")))?;
+    let Value::Object(map) = json else {
+        return Err(bad("the header is not a JSON object".into()));
+    };
+    let mut tensors = HashMap::with_capacity(map.len());
+    for (name, entry) in map {
+        if name == "__metadata__" {
+            continue;
+        }
+        let field = |key: &str| {
+            entry
+                .get(key)
+                .ok_or_else(|| bad(format!("tensor `{name}`: no `{key}`")))
+        };
+        let dtype = field("dtype")?
+            .as_str()
+            .ok_or_else(|| bad(format!("tensor `{name}`: `dtype` is not a string")))?
+            .to_string();
+        let width = dtype_width(&dtype)
+            .ok_or_else(|| bad(format!("tensor `{name}`: unknown dtype {dtype:?}")))?;
+        let usizes = |key: &str| -> Result<Vec<usize>> {
+            field(key)?
+                .as_array()
+                .and_then(|a| {
+                    a.iter()
+                        .map(|v| v.as_u64().and_then(|x| usize::try_from(x).ok()))
+                        .collect::<Option<Vec<usize>>>()
+                })
+                .ok_or_else(|| {
+                    bad(format!(
+                        "tensor `{name}`: `{key}` is not a list of non-negative integers"
+                    ))
+                })
+        };
+        let shape = usizes("shape")?;
+        let (start, end) = match usizes("data_offsets")?[..] {
+            [s, e] => (s, e),
+            _ => {
+                return Err(bad(format!(
+                    "tensor `{name}`: `data_offsets` must hold two numbers"
+                )))
+            }
+        };
+        if start > end || end > data_len {
+            return Err(bad(format!(
+                "tensor `{name}`: data_offsets [{start}, {end}] lie outside the data \
+                 ({data_len} bytes after the header; truncated?)"
+            )));
+        }
+        let need = shape
+            .iter()
+            .try_fold(width, |acc, &d| acc.checked_mul(d))
+            .filter(|&n| n == end - start);
+        if need.is_none() {
+            return Err(bad(format!(
+                "tensor `{name}`: shape {shape:?} of {dtype} does not fit the {} bytes of \
+                 data_offsets [{start}, {end}]",
+                end - start
+            )));
+        }
+        tensors.insert(
+            name,
+            TensorEntry {
+                dtype,
+                shape,
+                data_offsets: (start, end),
+            },
+        );
+    }
+    Ok(Header {
+        data_start,
+        tensors,
+    })
+}
+
+/// Rows `rows` of tensor `name` (which must have `shape`) of the safetensors file `bytes`
+/// with header `header`, as f32 (F32, F16 and BF16 are read).
+pub fn tensor_f32(
+    bytes: &[u8],
+    header: &Header,
+    path: &Path,
+    name: &str,
+    shape: &[usize],
+    rows: std::ops::Range<usize>,
+) -> Result<Vec<f32>> {
+    let info = header
+        .tensors
+        .get(name)
+        .ok_or_else(|| Error::MissingTensor {
+            path: path.into(),
+            name: name.into(),
+        })?;
+    if info.shape != shape {
+        return Err(Error::TensorShape {
+            path: path.into(),
+            name: name.into(),
+            expected: shape.to_vec(),
+            found: info.shape.clone(),
+        });
+    }
+    let first = shape.first().copied().unwrap_or(1);
+    if rows.start > rows.end || rows.end > first {
+        return Err(Error::Safetensors {
+            path: path.into(),
+            msg: format!("tensor `{name}`: rows {rows:?} asked of {first}"),
+        });
+    }
+    let (start, end) = info.data_offsets;
+    let all = bytes
+        .get(header.data_start + start..header.data_start + end)
+        .ok_or_else(|| Error::Safetensors {
+            path: path.into(),
+            msg: format!("tensor `{name}`: its bytes are not in this file"),
+        })?;
+    let row_bytes = all.len() / first.max(1);
+    let bytes = &all[rows.start * row_bytes..rows.end * row_bytes];
+    Ok(match info.dtype.as_str() {
+        "F32" => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        "F16" => bytes
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        "BF16" => bytes
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        other => {
+            return Err(Error::TensorDtype {
+                path: path.into(),
+                name: name.into(),
+                dtype: other.into(),
+            });
+        }
+    })
 }
 
 enum Source {
@@ -93,19 +297,14 @@ impl Weights {
             // SAFETY: the file is only read; a checkpoint changed on disk while we read it
             // is outside what any loader can guard against.
             let mmap = unsafe { Mmap::map(&f) }.map_err(|e| Error::io(path, e))?;
-            let (header_len, metadata) =
-                SafeTensors::read_metadata(&mmap).map_err(|e| Error::Safetensors {
-                    path: path.clone(),
-                    msg: format!("not a valid safetensors file: {e}"),
-                })?;
-            for name in metadata.tensors().keys() {
+            let header = parse_header(&mmap, path)?;
+            for name in header.tensors.keys() {
                 by_name.insert(name.clone(), files.len());
             }
             files.push(File {
                 path: path.clone(),
                 mmap,
-                header_len,
-                metadata,
+                header,
             });
         }
         Ok(Weights {
@@ -175,6 +374,27 @@ impl Weights {
         init: Init,
     ) -> Result<Tensor> {
         let full = self.full_name(name);
+        let row_len: usize = shape.iter().skip(1).product();
+        let bytes = (rows.len() * row_len * 4) as u64;
+        let limit = self.dev.max_binding_bytes();
+        let source = match &*self.source {
+            Source::Safetensors { files, by_name } => by_name
+                .get(&full)
+                .map_or_else(
+                    || files.first().map(|f| f.path.clone()),
+                    |&i| Some(files[i].path.clone()),
+                )
+                .unwrap_or_default(),
+            Source::Random { .. } => PathBuf::from("(random init)"),
+        };
+        if bytes > limit {
+            return Err(Error::TensorTooLarge {
+                path: source,
+                name: full,
+                bytes,
+                limit,
+            });
+        }
         let data = match &*self.source {
             Source::Safetensors { files, by_name } => {
                 let first = files.first().map(|f| f.path.clone()).unwrap_or_default();
@@ -187,11 +407,9 @@ impl Weights {
                     })?;
                 read_f32(file, &full, shape, rows.clone())?
             }
-            Source::Random { seed } => {
-                let row_len: usize = shape.iter().skip(1).product();
-                random_data(*seed, &full, shape, init)[rows.start * row_len..rows.end * row_len]
-                    .to_vec()
-            }
+            Source::Random { seed } => random_data(*seed, &full, shape, init)
+                [rows.start * row_len..rows.end * row_len]
+                .to_vec(),
         };
         let mut block = shape.to_vec();
         if let Some(first) = block.first_mut() {
@@ -207,47 +425,7 @@ fn read_f32(
     shape: &[usize],
     rows: std::ops::Range<usize>,
 ) -> Result<Vec<f32>> {
-    let info = file
-        .metadata
-        .info(name)
-        .ok_or_else(|| Error::MissingTensor {
-            path: file.path.clone(),
-            name: name.into(),
-        })?;
-    if info.shape != shape {
-        return Err(Error::TensorShape {
-            path: file.path.clone(),
-            name: name.into(),
-            expected: shape.to_vec(),
-            found: info.shape.clone(),
-        });
-    }
-    let (start, end) = info.data_offsets;
-    let base = 8 + file.header_len;
-    let bytes = &file.mmap[base + start..base + end];
-    let row_bytes = bytes.len() / shape.first().copied().unwrap_or(1).max(1);
-    let bytes = &bytes[rows.start * row_bytes..rows.end * row_bytes];
-    Ok(match info.dtype {
-        Dtype::F32 => bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        Dtype::F16 => bytes
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => bytes
-            .chunks_exact(2)
-            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        other => {
-            return Err(Error::TensorDtype {
-                path: file.path.clone(),
-                name: name.into(),
-                dtype: format!("{other:?}"),
-            });
-        }
-    })
+    tensor_f32(&file.mmap, &file.header, &file.path, name, shape, rows)
 }
 
 fn random_data(seed: u64, name: &str, shape: &[usize], init: Init) -> Vec<f32> {

@@ -1,5 +1,6 @@
 //! A checkpoint saved by us reloads bit for bit, and loads in HF transformers with the same
-//! logits (after an optimizer step, so the saved weights are not the ones HF made).
+//! logits (after an optimizer step, so the saved weights are not the ones HF made); what a
+//! save killed half way leaves behind is tidied and never taken for a checkpoint.
 
 mod common;
 use common::*;
@@ -100,4 +101,40 @@ fn saved_checkpoint_loads_in_hf_transformers() {
         eprintln!("{name}: logits of our checkpoint in HF vs ours: rel err {err:.2e}");
         assert!(err <= 1e-4, "{name}: rel err {err:.2e}");
     }
+}
+
+#[test]
+fn interrupted_saves_are_recovered_or_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let dev = common::device();
+    let (model, dir) = stepped_model(&dev, "tiny-llama");
+    let mk = |name: &str| {
+        model
+            .save(&root.join(name), Some(&dir), SaveDtype::F32)
+            .unwrap()
+    };
+    // Killed between the two renames that replace `final`: the old copy aside, the new one
+    // still under its temporary name, no `final`.
+    mk(".final.tmp-77");
+    mk(".final.old-77");
+    // Killed while writing checkpoint-3: an unfinished temporary folder.
+    std::fs::create_dir(root.join(".checkpoint-3.tmp-78")).unwrap();
+    std::fs::write(root.join(".checkpoint-3.tmp-78/model.safetensors"), b"half").unwrap();
+    mk("checkpoint-2");
+    std::fs::write(root.join(".final.tmp-77/marker"), b"new").unwrap();
+    let done = models::save::recover_interrupted(root).unwrap();
+    assert_eq!(done.len(), 2, "{done:?}");
+    let mut left: Vec<String> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["checkpoint-2", "final"]);
+    assert!(root.join("final/marker").exists(), "the newer copy is kept");
+    Weights::from_dir(&dev, &root.join("final")).unwrap();
+    assert!(models::save::recover_interrupted(root).unwrap().is_empty());
+    assert!(models::save::recover_interrupted(&root.join("none"))
+        .unwrap()
+        .is_empty());
 }

@@ -1,11 +1,13 @@
 //! Safetensors loading: shapes asserted, dtypes converted, sharded checkpoints, and a clear
-//! error naming the file and tensor for a missing, mis-shaped, mistyped or truncated one.
+//! error naming the file and tensor for a missing, mis-shaped, mistyped or truncated one, one
+//! whose header disagrees with its bytes, and one too large for the GPU's bindings.
 
 mod common;
 
 use std::path::Path;
 
 use common::device;
+use models::weights::parse_header;
 use models::{Init, Weights};
 
 /// A safetensors file from (name, dtype, shape, raw bytes).
@@ -162,4 +164,106 @@ fn random_init_is_deterministic_per_name() {
         .to_vec()
         .unwrap();
     assert_eq!(rows, a[16..].to_vec());
+}
+
+/// A safetensors file whose header is `header` (JSON), followed by `data` bytes.
+fn raw_file(header: &str, data: usize) -> Vec<u8> {
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend(header.as_bytes());
+    out.extend(vec![0u8; data]);
+    out
+}
+
+#[test]
+fn headers_that_disagree_with_their_bytes_name_the_tensor() {
+    let path = Path::new("/ckpt/model.safetensors");
+    let ok = r#"{"a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}, "__metadata__": {"format": "pt"}}"#;
+    let h = parse_header(&raw_file(ok, 16), path).unwrap();
+    assert_eq!(h.tensors["a"].shape, vec![2, 2]);
+    assert_eq!(h.data_start, 8 + ok.len());
+    let cases: &[(&str, usize, &str)] = &[
+        (
+            r#"{"a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}"#,
+            12,
+            "tensor `a`: data_offsets [0, 16] lie outside the data (12 bytes",
+        ),
+        (
+            r#"{"a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [16, 8]}}"#,
+            16,
+            "tensor `a`: data_offsets [16, 8] lie outside",
+        ),
+        (
+            r#"{"a": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 16]}}"#,
+            16,
+            "tensor `a`: shape [2, 3] of F32 does not fit the 16 bytes",
+        ),
+        (
+            r#"{"a": {"dtype": "BF16", "shape": [2, 2], "data_offsets": [0, 16]}}"#,
+            16,
+            "shape [2, 2] of BF16 does not fit",
+        ),
+        (
+            r#"{"a": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 16]}}"#,
+            16,
+            "does not fit",
+        ),
+        (
+            r#"{"a": {"dtype": "Q4", "shape": [2], "data_offsets": [0, 1]}}"#,
+            1,
+            "tensor `a`: unknown dtype \"Q4\"",
+        ),
+        (
+            r#"{"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}"#,
+            4,
+            "tensor `a`: `shape` is not a list of non-negative integers",
+        ),
+        (
+            r#"{"a": {"shape": [1], "data_offsets": [0, 4]}}"#,
+            4,
+            "tensor `a`: no `dtype`",
+        ),
+        (r#"[1, 2]"#, 0, "not a JSON object"),
+    ];
+    for (header, data, want) in cases {
+        let e = parse_header(&raw_file(header, *data), path)
+            .expect_err(want)
+            .to_string();
+        assert!(
+            e.starts_with("/ckpt/model.safetensors: not a valid safetensors file: ")
+                && e.contains(want),
+            "expected {want:?} in {e}"
+        );
+    }
+    let e = parse_header(&[1, 2, 3], path).unwrap_err().to_string();
+    assert!(e.contains("3 bytes, too short"), "{e}");
+    let mut long = raw_file(ok, 16);
+    long[..8].copy_from_slice(&1000u64.to_le_bytes());
+    let e = parse_header(&long, path).unwrap_err().to_string();
+    assert!(e.contains("says 1000 bytes but only"), "{e}");
+}
+
+#[test]
+fn a_tensor_larger_than_a_binding_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("model.safetensors"),
+        &[("big", "F32", vec![32, 32], f32_bytes(&[0.5; 1024]))],
+    );
+    let mut opts = engine::DeviceOptions::from_env();
+    opts.shader_checks = true;
+    opts.max_binding_bytes = Some(2048);
+    let dev = engine::Device::with_options(opts).unwrap();
+    let w = Weights::from_dir(&dev, dir.path()).unwrap();
+    let e = w
+        .get("big", &[32, 32], Init::Zeros)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("model.safetensors: tensor `big` needs 4096 bytes")
+            && e.contains("largest binding (2048 bytes)"),
+        "{e}"
+    );
+    // Half of its rows fit (vocabulary matrices are loaded so).
+    let rows = w.get_rows("big", &[32, 32], 16..32, Init::Zeros).unwrap();
+    assert_eq!(rows.shape(), &[16, 32]);
 }

@@ -8,6 +8,9 @@
 //! - `{"messages": [{"role", "content"}, ...]}`: the conversation through the chat template;
 //!   loss on the assistant turns.
 //! - `{"text"}`: the text (with the tokenizer's special tokens) + eos; loss on every token.
+//!
+//! Reading is split from tokenizing: [`parse_records`] turns a file's bytes into records and
+//! says which line or row is wrong (the fuzz targets drive it), [`load`] tokenizes them.
 
 use std::path::{Path, PathBuf};
 
@@ -67,12 +70,24 @@ impl Default for Fields {
     }
 }
 
+/// What to do with a sequence longer than `max_length`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Truncation {
+    /// Cut it at the end (and count it).
+    #[default]
+    Right,
+    /// Refuse the file, naming the line or row (verl's `truncation: error`).
+    Error,
+}
+
 #[derive(Debug, Clone)]
 pub struct DataOptions {
     pub shape: Shape,
     pub fields: Fields,
-    /// Sequences longer than this are cut at the end (the prompt is kept whole where it fits).
+    /// Sequences longer than this are cut at the end (the prompt is kept whole where it fits)
+    /// or refused, as `truncation` says.
     pub max_length: usize,
+    pub truncation: Truncation,
 }
 
 /// One tokenized example: `loss[i]` says whether token i is a target (predicted from the
@@ -106,9 +121,11 @@ impl Dataset {
 }
 
 /// Where a record came from, for error messages.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
+    /// 1-based line of a JSONL file.
     Line(usize),
+    /// 1-based row of a Parquet file.
     Row(usize),
 }
 
@@ -130,51 +147,94 @@ impl Origin {
     }
 }
 
-/// The records of a JSONL file (one JSON object per non-empty line) or of a Parquet file
-/// (one per row, nested columns as JSON), with where each came from.
-pub fn read_records(path: &Path) -> Result<Vec<(Origin, Value)>, DataError> {
-    let is_parquet = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
-    if is_parquet {
-        use parquet::file::reader::{FileReader, SerializedFileReader};
-        let file = std::fs::File::open(path).map_err(|source| DataError::Io {
-            path: path.into(),
-            source,
-        })?;
-        let bad = |e: parquet::errors::ParquetError| DataError::File {
-            path: path.into(),
-            msg: format!("not a readable Parquet file: {e}"),
-        };
-        let reader = SerializedFileReader::new(file).map_err(bad)?;
-        let mut out = Vec::new();
-        for (i, row) in reader.get_row_iter(None).map_err(bad)?.enumerate() {
-            let row = row.map_err(|e| DataError::Row {
-                path: path.into(),
-                row: i + 1,
-                msg: e.to_string(),
-            })?;
-            out.push((Origin::Row(i + 1), row.to_json_value()));
-        }
-        return Ok(out);
+fn is_parquet(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
+}
+
+/// The records of a JSONL file (one JSON value per non-empty line) or, when `path` ends in
+/// `.parquet`, of a Parquet file (one per row, nested columns as JSON), from the file's
+/// `bytes`; `path` names it in errors.
+pub fn parse_records(bytes: &[u8], path: &Path) -> Result<Vec<(Origin, Value)>, DataError> {
+    if is_parquet(path) {
+        return parquet_records(bytes::Bytes::copy_from_slice(bytes), path);
     }
-    let text = std::fs::read_to_string(path).map_err(|source| DataError::Io {
-        path: path.into(),
-        source,
-    })?;
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let at = Origin::Line(i + 1);
+        let line = std::str::from_utf8(line)
+            .map_err(|e| at.error(path, format!("not UTF-8 text: {e}")))?;
         if line.trim().is_empty() {
             continue;
         }
-        let record = serde_json::from_str(line).map_err(|e| DataError::Line {
-            path: path.into(),
-            line: i + 1,
-            msg: format!("not valid JSON: {e}"),
-        })?;
-        out.push((Origin::Line(i + 1), record));
+        let record = serde_json::from_str(line)
+            .map_err(|e| at.error(path, format!("not valid JSON: {e}")))?;
+        out.push((at, record));
     }
     Ok(out)
+}
+
+thread_local! {
+    /// Set while this thread reads Parquet, whose reader panics on some corrupt files.
+    static IN_PARQUET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The Parquet reader panics on some corrupt files (an index past a buffer, say): such a
+/// panic becomes the file's error, and the panic hook (installed once, wrapping the one
+/// before it) stays quiet for it.
+fn parquet_records(bytes: bytes::Bytes, path: &Path) -> Result<Vec<(Origin, Value)>, DataError> {
+    static QUIET: std::sync::Once = std::sync::Once::new();
+    QUIET.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_PARQUET.with(|f| f.get()) {
+                previous(info);
+            }
+        }));
+    });
+    IN_PARQUET.with(|f| f.set(true));
+    let result = std::panic::catch_unwind(|| read_parquet(bytes, path));
+    IN_PARQUET.with(|f| f.set(false));
+    result.unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(DataError::File {
+            path: path.into(),
+            msg: format!("not a readable Parquet file: the reader failed on corrupt data ({what})"),
+        })
+    })
+}
+
+fn read_parquet(bytes: bytes::Bytes, path: &Path) -> Result<Vec<(Origin, Value)>, DataError> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let bad = |e: parquet::errors::ParquetError| DataError::File {
+        path: path.into(),
+        msg: format!("not a readable Parquet file: {e}"),
+    };
+    let reader = SerializedFileReader::new(bytes).map_err(bad)?;
+    let mut out = Vec::new();
+    for (i, row) in reader.get_row_iter(None).map_err(bad)?.enumerate() {
+        let at = Origin::Row(i + 1);
+        let row = row.map_err(|e| at.error(path, e.to_string()))?;
+        out.push((at, row.to_json_value()));
+    }
+    Ok(out)
+}
+
+/// The records of the JSONL or Parquet (`.parquet`) file at `path`, with where each came from.
+pub fn read_records(path: &Path) -> Result<Vec<(Origin, Value)>, DataError> {
+    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
+        path: path.into(),
+        source,
+    })?;
+    if is_parquet(path) {
+        parquet_records(bytes.into(), path)
+    } else {
+        parse_records(&bytes, path)
+    }
 }
 
 /// Read and tokenize a JSONL or Parquet (`.parquet`) file.
@@ -188,6 +248,17 @@ pub fn load(path: &Path, tok: &Tokenizer, opts: &DataOptions) -> Result<Dataset,
     for (origin, record) in read_records(path)? {
         let mut ex = tokenize(&record, tok, opts).map_err(|msg| origin.error(path, msg))?;
         if ex.ids.len() > opts.max_length {
+            if opts.truncation == Truncation::Error {
+                return Err(origin.error(
+                    path,
+                    format!(
+                        "{} tokens, longer than --max-length {} (raise it, or cut long \
+                         records with --truncation right)",
+                        ex.ids.len(),
+                        opts.max_length
+                    ),
+                ));
+            }
             ex.ids.truncate(opts.max_length);
             ex.loss.truncate(opts.max_length);
             ds.truncated += 1;

@@ -6,6 +6,7 @@ pub mod batch;
 pub mod data;
 pub mod diagnose;
 pub mod eval;
+pub mod guard;
 pub mod plot;
 pub mod progress;
 pub mod resolve;

@@ -89,6 +89,11 @@ struct TrainArgs {
     /// mean p at the end (a last line in metrics.jsonl).
     #[arg(long, default_value_t = 0.0)]
     eval_fraction: f64,
+    /// A step whose loss or gradient norm is NaN or infinite is skipped (weights and
+    /// optimizer state untouched); this many in a row stop the run, after saving the state
+    /// of the last good step as OUTPUT/checkpoint-STEP, with a non-zero exit.
+    #[arg(long, default_value_t = trainer::guard::DEFAULT_MAX_BAD_STEPS)]
+    max_bad_steps: usize,
     /// Precision of the linear layers' products (weights and optimizer state stay f32): auto
     /// is f16 where the adapter has cooperative matrices (tensor cores), else f32. f16 uses
     /// dynamic loss scaling.
@@ -98,6 +103,10 @@ struct TrainArgs {
     /// (activation checkpointing: less memory for one more forward pass of compute).
     #[arg(long)]
     recompute: bool,
+    /// With f16: the loss scale to start from (halved after a step whose gradients
+    /// overflow, which is then skipped; doubled after 2000 good steps).
+    #[arg(long, default_value_t = 65536.0)]
+    loss_scale: f32,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -153,6 +162,16 @@ struct DataArgs {
     /// Longest sequence in tokens; longer ones are cut (and counted).
     #[arg(long, default_value_t = 2048)]
     max_length: usize,
+    /// A record longer than --max-length: `right` cuts it at the end (and counts it),
+    /// `error` stops with its line or row.
+    #[arg(long, value_enum, default_value = "right")]
+    truncation: TruncationArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TruncationArg {
+    Right,
+    Error,
 }
 
 fn parse_alpha_schedule(text: &str) -> Result<AlphaSchedule> {
@@ -185,6 +204,10 @@ impl DataArgs {
                 text: self.text_field.clone(),
             },
             max_length: self.max_length,
+            truncation: match self.truncation {
+                TruncationArg::Right => data::Truncation::Right,
+                TruncationArg::Error => data::Truncation::Error,
+            },
         }
     }
 }
@@ -243,7 +266,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", trainer::guard::describe(&e));
             ExitCode::FAILURE
         }
     }
@@ -337,8 +360,11 @@ fn run_training(args: &TrainArgs) -> Result<()> {
     if !(0.0..1.0).contains(&args.eval_fraction) {
         return Err(anyhow!("--eval-fraction must be in [0, 1)"));
     }
-    if args.save_every == Some(0) {
-        return Err(anyhow!("--save-every must be positive"));
+    if !(args.loss_scale.is_finite() && args.loss_scale >= 1.0) {
+        return Err(anyhow!("--loss-scale must be a number >= 1"));
+    }
+    if args.save_every == Some(0) || args.max_bad_steps == 0 {
+        return Err(anyhow!("--save-every and --max-bad-steps must be positive"));
     }
     // Resuming loads the checkpoint's weights (an HF folder like any other).
     let source = match &args.resume {
@@ -401,6 +427,8 @@ fn run_training(args: &TrainArgs) -> Result<()> {
             },
             recompute: args.recompute,
         },
+        initial_loss_scale: args.loss_scale,
+        max_bad_steps: args.max_bad_steps,
     };
     eprintln!(
         "{} on {}: linear layers in {:?}{}",

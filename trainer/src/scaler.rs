@@ -25,6 +25,14 @@ impl LossScaler {
         }
     }
 
+    /// Start from `scale` instead of 2^16 (when enabled).
+    pub fn with_initial(mut self, scale: f32) -> LossScaler {
+        if self.enabled {
+            self.scale = scale;
+        }
+        self
+    }
+
     pub fn scale(&self) -> f32 {
         self.scale
     }

@@ -2,6 +2,8 @@
 //! accumulated to the global batch, clipped by global norm, AdamW with warmup and cosine decay;
 //! one JSONL metrics line per step, a progress line, HF checkpoints every `save_every` steps
 //! and at the end (with the optimizer state and the step, so `resume` continues exactly).
+//! Steps with a non-finite loss or gradient are skipped (see `guard`); a run that must stop
+//! (too many of them, the GPU too small) first saves the last good state.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -48,6 +50,10 @@ pub struct TrainOptions {
     pub eval_fraction: f64,
     /// Precision of the linear layers and layer recomputation; f16 turns on loss scaling.
     pub compute: models::Compute,
+    /// The f16 loss scale to start from.
+    pub initial_loss_scale: f32,
+    /// Stop after this many steps in a row with a NaN or infinite loss or gradient norm.
+    pub max_bad_steps: usize,
 }
 
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
@@ -185,15 +191,95 @@ pub fn plan_steps(n: usize, opts: &TrainOptions) -> Vec<Vec<usize>> {
     steps
 }
 
+/// How far a run got: the step it started from and the last step whose update is in the
+/// model and optimizer.
+#[derive(Debug, Default)]
+struct Progress {
+    start: usize,
+    done: usize,
+    total: usize,
+}
+
 /// Train `model` on `ds`; returns the metrics of every step. `on_step` sees each step's
-/// metrics as they come (progress display).
+/// metrics as they come (progress display). A run stopped by too many non-finite steps or
+/// by the GPU (out of memory, a tensor over its limits) first writes the state after its last
+/// good step to `output/checkpoint-STEP` (unless that checkpoint exists), then returns the
+/// error, which says where that state is.
 pub fn train(
     model: &Model,
     ds: &Dataset,
     pad_id: u32,
     opts: &TrainOptions,
     tokenizer_dir: Option<&Path>,
+    on_step: impl FnMut(&StepMetrics, usize),
+) -> anyhow::Result<Vec<StepMetrics>> {
+    for line in models::save::recover_interrupted(&opts.output)? {
+        eprintln!("note: {line}");
+    }
+    let mut adam = AdamW::new(opts.lr as f32);
+    adam.beta1 = opts.beta1;
+    adam.beta2 = opts.beta2;
+    adam.eps = opts.eps;
+    adam.weight_decay = opts.weight_decay;
+    let mut scaler = LossScaler::new(opts.compute.precision == models::Precision::F16)
+        .with_initial(opts.initial_loss_scale);
+    let mut progress = Progress::default();
+    let result = run_steps(
+        model,
+        ds,
+        pad_id,
+        opts,
+        tokenizer_dir,
+        on_step,
+        &mut adam,
+        &mut scaler,
+        &mut progress,
+    );
+    let Err(e) = result else { return result };
+    let engine_error = crate::guard::engine_error(&e);
+    let bad_steps = e.downcast_ref::<crate::guard::TooManyBadSteps>().is_some();
+    if !(bad_steps || engine_error.is_some_and(engine::Error::is_resource)) || progress.total == 0 {
+        return Err(e);
+    }
+    let Progress { start, done, total } = progress;
+    let dir = opts.output.join(format!("checkpoint-{done}"));
+    let saved = match &opts.resume {
+        _ if done == 0 => "no step succeeded; nothing to save".to_string(),
+        Some(from) if done == start => {
+            format!("no step succeeded since {}", from.display())
+        }
+        _ if dir.exists() => format!("the state after step {done} is in {}", dir.display()),
+        _ if matches!(engine_error, Some(engine::Error::DeviceLost { .. })) => {
+            "the GPU's memory is gone; the checkpoints already written are whole".to_string()
+        }
+        _ => match save_checkpoint(
+            model,
+            &adam,
+            &scaler,
+            &dir,
+            tokenizer_dir,
+            done,
+            total,
+            opts,
+        ) {
+            Ok(()) => format!("saved the state after step {done} to {}", dir.display()),
+            Err(save) => format!("could not save the state after step {done}: {save:#}"),
+        },
+    };
+    Err(e.context(format!("stopped ({saved})")))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_steps(
+    model: &Model,
+    ds: &Dataset,
+    pad_id: u32,
+    opts: &TrainOptions,
+    tokenizer_dir: Option<&Path>,
     mut on_step: impl FnMut(&StepMetrics, usize),
+    adam: &mut AdamW,
+    scaler: &mut LossScaler,
+    progress: &mut Progress,
 ) -> anyhow::Result<Vec<StepMetrics>> {
     let dev = model.device().clone();
     let params: Vec<Tensor> = model.parameters().into_iter().map(|(_, t)| t).collect();
@@ -205,22 +291,23 @@ pub fn train(
         .collect();
     let total = steps.len();
     let schedule = CosineSchedule::new(opts.lr, total, opts.warmup_ratio, opts.min_lr_ratio);
-    let mut adam = AdamW::new(opts.lr as f32);
-    adam.beta1 = opts.beta1;
-    adam.beta2 = opts.beta2;
-    adam.eps = opts.eps;
-    adam.weight_decay = opts.weight_decay;
     std::fs::create_dir_all(&opts.output)?;
     let metrics_path = opts.output.join("metrics.jsonl");
-    let mut metrics_file = std::fs::File::create(&metrics_path)?;
     let mut history = Vec::with_capacity(total);
     let hidden_size = model.config.hidden_size;
     model.set_compute(opts.compute);
-    let mut scaler = LossScaler::new(opts.compute.precision == models::Precision::F16);
     let start = match &opts.resume {
-        Some(dir) => load_checkpoint(model, &mut adam, &mut scaler, dir, total, opts)?,
+        Some(dir) => load_checkpoint(model, adam, scaler, dir, total, opts)?,
         None => 0,
     };
+    let mut metrics_file =
+        crate::guard::open_metrics(&metrics_path, opts.resume.as_ref().map(|_| start))?;
+    *progress = Progress {
+        start,
+        done: start,
+        total,
+    };
+    let mut bad = crate::guard::BadSteps::new(opts.max_bad_steps);
     for (step, batch) in steps.iter().enumerate().skip(start) {
         let started = Instant::now();
         let alpha = opts.alpha.at(step, total);
@@ -262,13 +349,34 @@ pub fn train(
         }
         let lr = schedule.lr(step);
         adam.lr = lr as f32;
-        if scaler.enabled() {
-            grads.scale_all(1.0 / scaler.scale())?;
-        }
-        let stats = adam.step(&params, &grads, opts.clip)?;
-        let grad_norm = stats.grad_norm()? as f64;
         let loss_scale = scaler.scale();
-        scaler.update(grad_norm.is_finite());
+        if scaler.enabled() {
+            grads.scale_all(1.0 / loss_scale)?;
+        }
+        // A NaN or infinite loss or gradient norm: the update is skipped, nothing changes.
+        let grad_norm = match crate::guard::update(adam, &params, &grads, opts.clip, loss_sum)? {
+            crate::guard::Update::Applied { grad_norm } => {
+                scaler.update(true);
+                grad_norm
+            }
+            crate::guard::Update::Skipped { .. }
+                if scaler.enabled() && loss_sum.is_finite() && loss_scale > 1.0 =>
+            {
+                // The f16 gradients overflowed at this loss scale: halve it and go on, as
+                // GradScaler does (not a bad step).
+                scaler.update(false);
+                let line = json!({"step": step + 1, "skipped": true, "overflow": true,
+                    "loss": loss_sum, "loss_scale": loss_scale});
+                writeln!(metrics_file, "{line}")?;
+                continue;
+            }
+            crate::guard::Update::Skipped { grad_norm } => {
+                bad.skipped(step + 1, total, loss_sum, grad_norm, &mut metrics_file)?;
+                continue;
+            }
+        };
+        bad.good();
+        progress.done = step + 1;
         let secs = started.elapsed().as_secs_f64();
         let m = StepMetrics {
             step: step + 1,
@@ -298,8 +406,8 @@ pub fn train(
             let dir = opts.output.join(format!("checkpoint-{}", step + 1));
             save_checkpoint(
                 model,
-                &adam,
-                &scaler,
+                adam,
+                scaler,
                 &dir,
                 tokenizer_dir,
                 step + 1,
@@ -310,8 +418,8 @@ pub fn train(
     }
     save_checkpoint(
         model,
-        &adam,
-        &scaler,
+        adam,
+        scaler,
         &opts.output.join("final"),
         tokenizer_dir,
         total,

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use models::{Message, Tokenizer};
-use trainer::data::{load, DataOptions, Fields, Shape};
+use trainer::data::{load, DataOptions, Fields, Shape, Truncation};
 
 fn tokenizer() -> Tokenizer {
     let dir: PathBuf = models::trainer_cache().join("models/smollm2-135m-instruct");
@@ -19,6 +19,7 @@ fn opts(max_length: usize) -> DataOptions {
         shape: Shape::Auto,
         fields: Fields::default(),
         max_length,
+        truncation: Truncation::Right,
     }
 }
 
@@ -155,6 +156,7 @@ fn custom_field_names() {
             shape: Shape::PromptResponse,
             fields,
             max_length: 128,
+            truncation: Truncation::Right,
         },
     )
     .unwrap();

@@ -3,80 +3,12 @@
 //! and leaves an HF checkpoint that reloads with the trained weights; and the real SmolLM2 runs
 //! two steps of alpha = 1.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-use models::{Config, Model, SaveDtype, Weights};
+use std::path::Path;
 
-fn repo(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(rel)
-}
-
-fn smollm2() -> PathBuf {
-    models::trainer_cache().join("models/smollm2-135m-instruct")
-}
-
-fn device() -> engine::Device {
-    let mut opts = engine::DeviceOptions::from_env();
-    opts.shader_checks = true;
-    engine::Device::with_options(opts)
-        .expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)")
-}
-
-/// A tiny random llama with SmolLM2's tokenizer, saved as an HF folder in `dir`.
-fn tiny_model(dir: &Path) {
-    let config = r#"{"model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
-        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-        "rms_norm_eps": 1e-5, "vocab_size": 49152, "tie_word_embeddings": true,
-        "rope_theta": 10000.0, "max_position_embeddings": 512, "bos_token_id": 1, "eos_token_id": 2}"#;
-    let config = Config::from_json(config, Path::new("tiny/config.json")).unwrap();
-    let model = Model::new(&config, &Weights::random(&device(), 5), false).unwrap();
-    model.save(dir, Some(&smollm2()), SaveDtype::F32).unwrap();
-}
-
-fn trainer(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(args)
-        .env("TRAINER_SHADER_CHECKS", "1")
-        .output()
-        .expect("runs trainer")
-}
-
-/// A tiny model in a temporary folder, trained on the small SFT file with `args`; returns the
-/// folder (deleted on drop), the model folder and the run's output folder.
-fn train_tiny(args: &[&str]) -> (tempfile::TempDir, PathBuf, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let model_dir = tmp.path().join("tiny");
-    tiny_model(&model_dir);
-    let out = tmp.path().join("run");
-    let data = repo("tests/fixtures/data/tiny_sft.jsonl");
-    let mut all = vec![
-        "--model",
-        model_dir.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ];
-    all.extend_from_slice(args);
-    let run = trainer(&all);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    (tmp, model_dir, out)
-}
-
-fn metrics(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+use common::{device, metrics, repo, smollm2, tiny_model, train_tiny, trainer};
+use models::{Config, Model, Weights};
 
 #[test]
 fn tiny_model_loss_falls_and_checkpoint_reloads() {
@@ -163,6 +95,48 @@ fn recomputation_and_f16_follow_the_f32_run() {
         );
     }
     assert!(half[7] < 0.8 * half[0], "f16 loss {half:?}");
+}
+
+#[test]
+fn f16_overflow_halves_the_loss_scale_and_skips_only_those_steps() {
+    // Starting at 2^24, the scaled gradients overflow f16 (max 65504) until the scale has
+    // come down: those steps are skipped (not counted as bad steps), each halving it.
+    let (_tmp, _, out) = train_tiny(&[
+        "--steps",
+        "24",
+        "--batch-size",
+        "2",
+        "--lr",
+        "1e-2",
+        "--precision",
+        "f16",
+        "--loss-scale",
+        "16777216",
+        "--max-bad-steps",
+        "1",
+    ]);
+    let m = metrics(&out);
+    assert_eq!(m.len(), 24);
+    let overflows: Vec<&serde_json::Value> = m.iter().filter(|x| x["overflow"] == true).collect();
+    assert!(!overflows.is_empty(), "no overflow at a loss scale of 2^24");
+    for (i, o) in overflows.iter().enumerate() {
+        assert_eq!(
+            o["step"].as_u64(),
+            Some(i as u64 + 1),
+            "overflows come first"
+        );
+        assert_eq!(o["loss_scale"].as_f64(), Some(2f64.powi(24 - i as i32)));
+    }
+    let applied: Vec<&serde_json::Value> =
+        m.iter().filter(|x| x.get("skipped").is_none()).collect();
+    assert!(applied.len() >= 8, "{} steps applied", applied.len());
+    let scale = applied[0]["loss_scale"].as_f64().unwrap();
+    assert_eq!(scale, 2f64.powi(24 - overflows.len() as i32));
+    assert!(applied
+        .iter()
+        .all(|x| x["loss_scale"].as_f64() == Some(scale)));
+    let loss = |x: &serde_json::Value| x["loss"].as_f64().unwrap();
+    assert!(loss(applied[applied.len() - 1]) < loss(applied[0]));
 }
 
 #[test]

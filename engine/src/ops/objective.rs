@@ -306,7 +306,9 @@ impl Backward for ObjectiveBackward {
                 None
             };
             if rows > 0 && (need_w || need_x) {
-                let vb = k::block_rows(n, rows);
+                // The (n, vb) block of logit gradients must fit one binding too.
+                let fit = (dev.max_binding_bytes() as usize / 4 / n.max(1)).max(1);
+                let vb = k::block_rows(n, rows).min(fit);
                 let dz = Tensor::uninit(dev, OP, &[n, vb], DType::F32)?;
                 for blk0 in (0..rows).step_by(vb) {
                     let len = vb.min(rows - blk0);

@@ -40,6 +40,53 @@ pub struct AdamW {
     steps: u64,
 }
 
+const OP: &str = "adamw";
+
+/// What [`AdamW::step_if_finite`] did.
+#[derive(Debug, Clone)]
+pub enum StepOutcome {
+    Applied(StepStats),
+    /// The gradient norm was not finite; nothing was updated.
+    Skipped {
+        grad_norm: f32,
+    },
+}
+
+/// The (parameter, gradient) pairs to update, each parameter once, all checked.
+fn pairs<'a>(
+    params: &'a [Tensor],
+    grads: &'a Gradients,
+) -> Result<(Device, Vec<(&'a Tensor, &'a Tensor)>)> {
+    let Some(first) = params.first() else {
+        return Err(Error::BadShape {
+            op: OP,
+            shape: vec![],
+            reason: "no parameters to update".into(),
+        });
+    };
+    let mut seen = HashSet::new();
+    let mut pairs = Vec::new();
+    for p in params {
+        if !seen.insert(p.id()) {
+            continue; // listed twice: update once
+        }
+        let Some(g) = grads.get(p) else { continue };
+        p.check_same_device(OP, first)?;
+        g.check_same_device(OP, first)?;
+        p.expect_dtype(OP, DType::F32)?;
+        g.expect_dtype(OP, DType::F32)?;
+        if g.shape() != p.shape() {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                lhs: p.shape().to_vec(),
+                rhs: g.shape().to_vec(),
+            });
+        }
+        pairs.push((p, g));
+    }
+    Ok((first.device().clone(), pairs))
+}
+
 /// What one [`AdamW::step`] measured, left on the GPU until asked for.
 #[derive(Debug, Clone)]
 pub struct StepStats {
@@ -85,68 +132,87 @@ impl AdamW {
         grads: &Gradients,
         max_norm: Option<f32>,
     ) -> Result<StepStats> {
-        const OP: &str = "adamw";
-        let Some(first) = params.first() else {
-            return Err(Error::BadShape {
-                op: OP,
-                shape: vec![],
-                reason: "no parameters to update".into(),
-            });
-        };
-        let dev = first.device().clone();
-        let mut seen = HashSet::new();
-        let mut pairs = Vec::new();
-        for p in params {
-            if !seen.insert(p.id()) {
-                continue; // listed twice: update once
+        let (dev, pairs) = pairs(params, grads)?;
+        no_grad(|| {
+            let stats = self.norm(&dev, &pairs, max_norm)?;
+            self.apply(&dev, &pairs, stats)
+        })
+    }
+
+    /// [`AdamW::step`], unless the gradients' global norm is NaN or infinite (some gradient
+    /// is): then nothing changes, neither the parameters nor their moments nor any step
+    /// count, and the norm is returned. Waits for the norm (one download of two floats).
+    pub fn step_if_finite(
+        &mut self,
+        params: &[Tensor],
+        grads: &Gradients,
+        max_norm: Option<f32>,
+    ) -> Result<StepOutcome> {
+        let (dev, pairs) = pairs(params, grads)?;
+        no_grad(|| {
+            let stats = self.norm(&dev, &pairs, max_norm)?;
+            let grad_norm = stats.to_vec()?[0];
+            if !grad_norm.is_finite() {
+                return Ok(StepOutcome::Skipped { grad_norm });
             }
-            let Some(g) = grads.get(p) else { continue };
-            p.check_same_device(OP, first)?;
-            g.check_same_device(OP, first)?;
-            p.expect_dtype(OP, DType::F32)?;
-            g.expect_dtype(OP, DType::F32)?;
-            if g.shape() != p.shape() {
-                return Err(Error::ShapeMismatch {
-                    op: OP,
-                    lhs: p.shape().to_vec(),
-                    rhs: g.shape().to_vec(),
+            Ok(StepOutcome::Applied(self.apply(&dev, &pairs, stats)?))
+        })
+    }
+
+    /// `[norm, clip scale]` of the gradients, on the GPU.
+    fn norm(
+        &self,
+        dev: &Device,
+        pairs: &[(&Tensor, &Tensor)],
+        max_norm: Option<f32>,
+    ) -> Result<Tensor> {
+        let grad_list: Vec<&Tensor> = pairs.iter().map(|&(_, g)| g).collect();
+        let stats = Tensor::uninit(dev, OP, &[2], DType::F32)?;
+        norm_into(dev, &grad_list, &stats, max_norm)?;
+        Ok(stats)
+    }
+
+    fn apply(
+        &mut self,
+        dev: &Device,
+        pairs: &[(&Tensor, &Tensor)],
+        stats: Tensor,
+    ) -> Result<StepStats> {
+        // Every moment exists before any parameter moves, so running out of memory here
+        // leaves the state of the previous step whole.
+        for &(p, _) in pairs {
+            if let Entry::Vacant(e) = self.state.entry(p.id()) {
+                e.insert(ParamState {
+                    m: Tensor::zeros(dev, p.shape(), DType::F32)?,
+                    v: Tensor::zeros(dev, p.shape(), DType::F32)?,
+                    step: 0,
                 });
             }
-            pairs.push((p, g));
         }
-        no_grad(|| {
-            let grad_list: Vec<&Tensor> = pairs.iter().map(|&(_, g)| g).collect();
-            let stats = Tensor::uninit(&dev, OP, &[2], DType::F32)?;
-            norm_into(&dev, &grad_list, &stats, max_norm)?;
-            for &(p, g) in &pairs {
-                let st = match self.state.entry(p.id()) {
-                    Entry::Occupied(e) => e.into_mut(),
-                    Entry::Vacant(e) => e.insert(ParamState {
-                        m: Tensor::zeros(&dev, p.shape(), DType::F32)?,
-                        v: Tensor::zeros(&dev, p.shape(), DType::F32)?,
-                        step: 0,
-                    }),
-                };
-                st.step += 1;
-                let launch = k::adamw(
-                    p.elem_count(),
-                    AdamWStep {
-                        lr: self.lr as f64,
-                        beta1: self.beta1 as f64,
-                        beta2: self.beta2 as f64,
-                        eps: self.eps as f64,
-                        weight_decay: self.weight_decay as f64,
-                        t: st.step,
-                    },
-                );
-                // The parameter is the output binding: its storage is updated in place.
-                run(OP, &launch, &[p, &st.m, &st.v, g, &stats])?;
-            }
-            self.steps += 1;
-            Ok(StepStats {
-                norm_and_scale: stats,
-                updated: pairs.len(),
-            })
+        for &(p, g) in pairs {
+            let st = self
+                .state
+                .get_mut(&p.id())
+                .expect("allocated in the loop above");
+            st.step += 1;
+            let launch = k::adamw(
+                p.elem_count(),
+                AdamWStep {
+                    lr: self.lr as f64,
+                    beta1: self.beta1 as f64,
+                    beta2: self.beta2 as f64,
+                    eps: self.eps as f64,
+                    weight_decay: self.weight_decay as f64,
+                    t: st.step,
+                },
+            );
+            // The parameter is the output binding: its storage is updated in place.
+            run(OP, &launch, &[p, &st.m, &st.v, g, &stats])?;
+        }
+        self.steps += 1;
+        Ok(StepStats {
+            norm_and_scale: stats,
+            updated: pairs.len(),
         })
     }
 
