@@ -374,6 +374,8 @@ fn f16_inputs_get_f32_gradients() {
         let (ha, ra) = round_f16(&randn(&mut r, sa.iter().product()));
         let (hb, rb) = round_f16(&randn(&mut r, sb.iter().product()));
         let g = randn(&mut r, 2 * m * n);
+        // Both operands f16: the backward products take G rounded to f16 (mixed precision).
+        let (_, g_used) = round_f16(&g);
         let (a, b) = (f16_tensor(&ha, &sa).var(), f16_tensor(&hb, &sb).var());
         let out = a.matmul_t(&b, ta, tb).unwrap();
         let grads = out
@@ -388,15 +390,15 @@ fn f16_inputs_get_f32_gradients() {
         );
         // op(A) as stored, its gradient likewise: dA = G @ op(B)^T, dB = sum_z op(A)^T @ G.
         let ga_want = if ta {
-            reference(&rb, &sb, &g, &[2, m, n], tb, true).0
+            reference(&rb, &sb, &g_used, &[2, m, n], tb, true).0
         } else {
-            reference(&g, &[2, m, n], &rb, &sb, false, !tb).0
+            reference(&g_used, &[2, m, n], &rb, &sb, false, !tb).0
         };
         let gb_want: Vec<f64> = {
             let per = if tb {
-                reference(&g, &[2, m, n], &ra, &sa, true, ta).0
+                reference(&g_used, &[2, m, n], &ra, &sa, true, ta).0
             } else {
-                reference(&ra, &sa, &g, &[2, m, n], !ta, false).0
+                reference(&ra, &sa, &g_used, &[2, m, n], !ta, false).0
             };
             let len = k * n;
             (0..len).map(|i| per[i] + per[len + i]).collect()
