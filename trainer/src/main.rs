@@ -374,15 +374,6 @@ fn run_training(args: &TrainArgs) -> Result<()> {
     let (dir, model, tok) = load_model_for(&source, true)?;
     let ds = data::load(&data.data, &tok, &data.options())?;
     let pad = tok.eos_token_id().unwrap_or(0);
-    eprintln!(
-        "{}: {} examples, {} loss tokens ({} truncated to --max-length {}, {} dropped)",
-        ds.path.display(),
-        ds.examples.len(),
-        ds.loss_tokens(),
-        ds.truncated,
-        data.max_length,
-        ds.dropped
-    );
     let alpha = match fixed_alpha {
         Some(a) => a,
         None => {
@@ -431,7 +422,13 @@ fn run_training(args: &TrainArgs) -> Result<()> {
         max_bad_steps: args.max_bad_steps,
     };
     eprintln!(
-        "{} on {}: linear layers in {:?}{}",
+        "{}: {} examples, {} loss tokens ({} truncated to --max-length {}, {} dropped); {} on {}: linear layers in {:?}{}",
+        ds.path.display(),
+        ds.examples.len(),
+        ds.loss_tokens(),
+        ds.truncated,
+        data.max_length,
+        ds.dropped,
         dir.display(),
         model.device().name(),
         opts.compute.precision,
