@@ -2,7 +2,8 @@
 //! aligned bottom-right when there are fewer queries than keys, or full), its forward with the
 //! saved log-sum-exp, a split-key decode path for a few queries against many keys with the
 //! combine of its partial results, the FlashAttention-2 backward (row dots `delta`, then dq per
-//! query block and dk, dv per key block, no atomics), and the in-place KV-cache append.
+//! query block and dk, dv per key block, no atomics), and the in-place KV-cache append. The
+//! forward kernels take optional per-batch-row key starts (left-padded batches, inference only).
 
 use crate::{grid_for, Kernel, Launch, Needs, Params, Source};
 
@@ -19,7 +20,7 @@ pub static SOURCE: Source = Source {
 const FWD: Kernel = Kernel {
     source: &SOURCE,
     entry: "attn_fwd",
-    bindings: &[1, 2, 3, 4, 5],
+    bindings: &[1, 2, 3, 4, 5, 37],
 };
 const DELTA: Kernel = Kernel {
     source: &SOURCE,
@@ -39,7 +40,7 @@ const DKV: Kernel = Kernel {
 const DECODE: Kernel = Kernel {
     source: &SOURCE,
     entry: "attn_decode",
-    bindings: &[24, 25, 26, 27, 28],
+    bindings: &[24, 25, 26, 27, 28, 38],
 };
 const COMBINE: Kernel = Kernel {
     source: &SOURCE,
@@ -110,6 +111,10 @@ impl AttnShape {
     }
 
     fn params(&self, splits: usize, chunk: usize) -> Vec<u32> {
+        self.params_masked(splits, chunk, false)
+    }
+
+    fn params_masked(&self, splits: usize, chunk: usize, masked: bool) -> Vec<u32> {
         Params::new()
             .size(self.q_len)
             .size(self.q_heads)
@@ -122,6 +127,7 @@ impl AttnShape {
             .size(self.kv_stride)
             .size(chunk)
             .size(0)
+            .size(usize::from(masked))
             .build()
     }
 
@@ -178,13 +184,16 @@ impl AttnShape {
     }
 }
 
-/// `out, lse = attention(q, k, v)`; buffers q, k, v, out (like q), lse (batch, q_heads, q_len).
-pub fn forward(s: &AttnShape) -> Launch {
+/// `out, lse = attention(q, k, v)`; buffers q, k, v, out (like q), lse (batch, q_heads, q_len),
+/// and key_start, which with `masked` is u32 (batch): keys before key_start[b] are hidden from
+/// every query of batch row b (a query left with no key gets out 0, lse about -1e30); without
+/// it the buffer is not read (bind any). Forward only: the backward kernels ignore key starts.
+pub fn forward(s: &AttnShape, masked: bool) -> Launch {
     Launch {
         kernel: FWD,
         constants: s.constants(),
         workgroups: [s.blocks(), s.q_heads as u32, s.batch as u32],
-        params: s.params(1, 0),
+        params: s.params_masked(1, 0, masked),
     }
 }
 
@@ -204,11 +213,12 @@ fn decode_chunk(s: &AttnShape, splits: usize) -> usize {
 /// `out, lse` of attention for a few queries, the keys cut into `splits` chunks of
 /// ceil(kv_len / splits) keys rounded up to 32 (one workgroup per chunk, block of 8 query rows
 /// of a kv head's group, and batch). Buffers q, k, v, o_part (splits, B*Hq*q_len, head_dim),
-/// lse_part (splits, B*Hq*q_len): each split's output normalised over its own keys and natural
-/// log-sum-exp (a split that sees no key of a row gives lse -1e30). With `splits == 1` these are
-/// out and lse; otherwise [`decode_combine`] merges them. Any `splits >= 1` is correct; see
-/// [`decode_splits`] for the count to use.
-pub fn decode(s: &AttnShape, splits: usize) -> Launch {
+/// lse_part (splits, B*Hq*q_len), key_start (as in [`forward`], with `masked`): each split's
+/// output normalised over its own keys and natural log-sum-exp (a split that sees no key of a
+/// row gives out 0, lse -1e30). With `splits == 1` these are out and lse; otherwise
+/// [`decode_combine`] merges them. Any `splits >= 1` is correct; see [`decode_splits`] for the
+/// count to use.
+pub fn decode(s: &AttnShape, splits: usize, masked: bool) -> Launch {
     let splits = splits.max(1);
     Launch {
         kernel: DECODE,
@@ -218,7 +228,7 @@ pub fn decode(s: &AttnShape, splits: usize) -> Launch {
             (s.decode_row_blocks() * s.kv_heads) as u32,
             s.batch as u32,
         ],
-        params: s.params(splits, decode_chunk(s, splits)),
+        params: s.params_masked(splits, decode_chunk(s, splits), masked),
     }
 }
 
@@ -351,13 +361,13 @@ mod tests {
     #[test]
     fn grids_cover_every_block() {
         let s = shape(130);
-        assert_eq!(forward(&s).workgroups, [3, 6, 2]);
+        assert_eq!(forward(&s, false).workgroups, [3, 6, 2]);
         assert_eq!(backward_dq(&s).workgroups, [3, 6, 2]);
         assert_eq!(backward_dkv(&s, 1).workgroups, [3, 2, 2]);
         assert_eq!(backward_dkv(&s, 3).workgroups, [3, 2, 6]);
         assert_eq!(backward_dkv(&s, 3).params[6], 3);
         assert_eq!(backward_delta(&s).workgroups, [7, 1, 1]); // 2 * 6 * 130 rows
-        assert_eq!(forward(&s).params[3], 0.5f32.to_bits());
+        assert_eq!(forward(&s, false).params[3], 0.5f32.to_bits());
     }
 
     #[test]
@@ -402,9 +412,11 @@ mod tests {
         };
         assert!(uses_decode(&q));
         assert_eq!(decode_splits(&q, 256), 64); // at least 64 keys a split
-        assert_eq!(decode(&q, 64).workgroups, [64, 2, 1]);
-        let params = decode(&q, 64).params;
+        assert_eq!(decode(&q, 64, false).workgroups, [64, 2, 1]);
+        let params = decode(&q, 64, true).params;
         assert_eq!(&params[6..10], &[64, 4096, 8192, 64]);
+        assert_eq!(params[11], 1); // masked
+        assert_eq!(forward(&q, false).params[11], 0);
         assert_eq!(decode_splits(&q, 8), 4);
         assert_eq!(decode_splits(&AttnShape { kv_len: 1024, ..q }, 256), 16);
         // 3 queries of a group of 3: 9 rows, 2 row blocks; splits never empty.
@@ -414,7 +426,7 @@ mod tests {
             kv_stride: 130,
             ..shape(3)
         };
-        assert_eq!(decode(&s, 1).workgroups, [1, 4, 2]);
+        assert_eq!(decode(&s, 1, false).workgroups, [1, 4, 2]);
         for min in [1, 12, 13, 100, 10_000] {
             let n = decode_splits(&s, min);
             let chunk = decode_chunk(&s, n);

@@ -9,8 +9,15 @@
 // the mask is aligned bottom-right (as HF transformers does with a cache): query i sits at
 // position Tk - Tq + i and sees keys 0..=Tk-Tq+i (Tq <= Tk); otherwise it sees every key.
 // lse is the natural log-sum-exp of a query row's scores, saved for the backward.
+// Key starts (attn_fwd and attn_decode, inference only: the backward kernels know nothing of
+// them): when `masked` is set, keys j < key_start[b] (u32, one per batch row) are hidden from
+// every query of batch row b, on top of the causal mask (left-padded batches). Those keys and
+// values are never loaded (staged as zeros), so garbage there cannot leak; a query that sees no
+// key at all gets out = 0 and lse about -1e30 (finite). Unmasked launches bind any buffer
+// there (it is not read).
 //
-//   attn_fwd       grid (ceil(Tq/64), Hq, B)  out = softmax(s) v, lse     bindings: 1 q, 2 k, 3 v, 4 out, 5 lse
+//   attn_fwd       grid (ceil(Tq/64), Hq, B)  out = softmax(s) v, lse     bindings: 1 q, 2 k, 3 v, 4 out, 5 lse,
+//                                                                            37 key_start (B)
 //   attn_bwd_delta grid over B*Hq*Tq rows     delta = rowsum(d_out * out)  bindings: 6 d_out, 7 out, 8 delta
 //   attn_bwd_dq    grid (ceil(Tq/64), Hq, B)  dq = scale dS k             bindings: 9 q, 10 k, 11 v, 12 d_out,
 //                                                                            13 lse, 14 delta, 15 dq
@@ -20,7 +27,7 @@
 //                                                                            20 lse, 21 delta, 22 dk, 23 dv
 //   attn_decode    grid (splits, ceil(G*Tq/8) * Hkv, B)  per key split: o_part, lse_part
 //                                                                   bindings: 24 q, 25 k, 26 v, 27 o_part,
-//                                                                            28 lse_part
+//                                                                            28 lse_part, 38 key_start (B)
 //   attn_decode_combine  grid over B*Hq*Tq*D  out, lse from the splits' partial results
 //                                                                   bindings: 29 o_part, 30 lse_part,
 //                                                                            31 out, 32 lse
@@ -76,6 +83,8 @@ struct Params {
     chunk: u32,
     // attn_kv_append: cache row the first new row goes to.
     offset: u32,
+    // attn_fwd, attn_decode: 1 when key_start is bound and applies, 0 when it is not read.
+    masked: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -85,6 +94,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read> f_v: array<f32>;
 @group(0) @binding(4) var<storage, read_write> f_out: array<f32>;
 @group(0) @binding(5) var<storage, read_write> f_lse: array<f32>;
+@group(0) @binding(37) var<storage, read> f_key_start: array<u32>;
 
 @group(0) @binding(6) var<storage, read> d_dout: array<f32>;
 @group(0) @binding(7) var<storage, read> d_out: array<f32>;
@@ -112,6 +122,7 @@ struct Params {
 @group(0) @binding(26) var<storage, read> e_v: array<f32>;
 @group(0) @binding(27) var<storage, read_write> e_o: array<f32>;
 @group(0) @binding(28) var<storage, read_write> e_lse: array<f32>;
+@group(0) @binding(38) var<storage, read> e_key_start: array<u32>;
 
 @group(0) @binding(29) var<storage, read> c_o: array<f32>;
 @group(0) @binding(30) var<storage, read> c_lse: array<f32>;
@@ -257,6 +268,11 @@ fn attn_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     let qbase = (b * p.q_heads + h) * tq * HEAD_DIM;
     let kbase = (b * p.kv_heads + hk) * p.kv_stride * HEAD_DIM;
     let c2 = p.scale * LOG2E;
+    // First key of batch row b (only masks and loads depend on it, never a barrier's path).
+    var ks = 0u;
+    if (p.masked != 0u) {
+        ks = f_key_start[b];
+    }
 
     var m = vec4<f32>(NEG);
     // This invocation's share (its 4 columns) of each row's sum of exponentials.
@@ -279,7 +295,7 @@ fn attn_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
                 }
                 put_a(row, dd, qv);
                 var kv = 0.0;
-                if (k0 + row < p.kv_len && d < HEAD_DIM) {
+                if (k0 + row < p.kv_len && k0 + row >= ks && d < HEAD_DIM) {
                     kv = f_k[kbase + (k0 + row) * HEAD_DIM + d];
                 }
                 put_b(row, dd, kv);
@@ -291,7 +307,8 @@ fn attn_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
         var mx = vec4<f32>(NEG);
         for (var c = 0u; c < 4u; c++) {
             for (var i = 0u; i < 4u; i++) {
-                let ok = visible(q0 + 4u * ty + i, k0 + tx + 16u * c);
+                let key = k0 + tx + 16u * c;
+                let ok = visible(q0 + 4u * ty + i, key) && key >= ks;
                 s[c][i] = select(NEG, s[c][i] * c2, ok);
             }
             mx = max(mx, s[c]);
@@ -321,7 +338,7 @@ fn attn_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
                 let kk = e / HEAD_DIM;
                 let d = e % HEAD_DIM;
                 var vv = 0.0;
-                if (kc + kk < live) {
+                if (kc + kk < live && k0 + kc + kk >= ks) {
                     vv = f_v[kbase + (k0 + kc + kk) * HEAD_DIM + d];
                 }
                 put_rows(kk, d, vv);
@@ -345,7 +362,8 @@ fn attn_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
                 }
             }
             if (tx == 0u) {
-                f_lse[(b * p.q_heads + h) * tq + row] = (m[i] + log2(lt[i])) * LN2;
+                f_lse[(b * p.q_heads + h) * tq + row] = select(NEG, (m[i] + log2(lt[i])) * LN2,
+                                                              lt[i] > 0.0);
             }
         }
     }
@@ -634,13 +652,14 @@ const DP: u32 = 320u;
 
 // Stage keys (or values) t0..t0+DT of one kv head in xs[j * DPAD + d / 4], zero past `end` and
 // past HEAD_DIM (workgroup memory is not zero-initialised).
-fn stage_kv_tile(tid: u32, from_v: bool, base: u32, t0: u32, end: u32) {
+// Keys before `start` (the row's key start) are zero too, never loaded.
+fn stage_kv_tile(tid: u32, from_v: bool, base: u32, t0: u32, start: u32, end: u32) {
     let width = 4u * ((HEAD_DIM + 3u) / 4u);
     for (var e = tid; e < DT * width; e += WG) {
         let j = e / width;
         let d = e % width;
         var x = 0.0;
-        if (t0 + j < end && d < HEAD_DIM) {
+        if (t0 + j < end && t0 + j >= start && d < HEAD_DIM) {
             let i = base + (t0 + j) * HEAD_DIM + d;
             if (from_v) {
                 x = e_v[i];
@@ -670,6 +689,11 @@ fn attn_decode(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     let kbase = (b * p.kv_heads + hk) * p.kv_stride * HEAD_DIM;
     let key0 = split * p.chunk;
     let key_end = min(key0 + p.chunk, p.kv_len);
+    // First key of batch row b (masks and loads only: the tile loop stays uniform).
+    var ks = 0u;
+    if (p.masked != 0u) {
+        ks = e_key_start[b];
+    }
     // Exclusive end of the keys row r sees.
     var last = key_end;
     if (CAUSAL != 0u) {
@@ -694,13 +718,13 @@ fn attn_decode(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     var acc = vec4<f32>(0.0);
     for (var t0 = key0; t0 < key_end; t0 += DT) {
         workgroupBarrier();
-        stage_kv_tile(tid, false, kbase, t0, key_end);
+        stage_kv_tile(tid, false, kbase, t0, ks, key_end);
         workgroupBarrier();
         var s = 0.0;
         for (var d4 = 0u; d4 < d4n; d4++) {
             s += dot(stage[r * 32u + d4], xs[lane * DPAD + d4]);
         }
-        s = select(NEG, s, row_ok && t0 + lane < last);
+        s = select(NEG, s, row_ok && t0 + lane < last && t0 + lane >= ks);
         stage[DS + r * 8u + lane / 4u][lane % 4u] = s;
         workgroupBarrier();
         var mt = NEG;
@@ -713,7 +737,7 @@ fn attn_decode(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         m = m_new;
         stage[DP + r * 8u + lane / 4u][lane % 4u] = select(0.0, exp2(s - m_new), s > 0.5 * NEG);
         // Every invocation is past its last read of the k tile.
-        stage_kv_tile(tid, true, kbase, t0, key_end);
+        stage_kv_tile(tid, true, kbase, t0, ks, key_end);
         workgroupBarrier();
         l *= alpha;
         acc *= alpha;

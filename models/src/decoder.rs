@@ -229,18 +229,24 @@ impl Attention {
     }
 
     /// The new tokens `x` (B, Tn, C) at `positions`, attending to the cache and themselves;
-    /// their keys and values are appended to the cache.
+    /// their keys and values are appended to the cache. With `key_start` (u32, (B)), batch row
+    /// b does not see cache positions before key_start[b] (its left padding).
     fn forward_cached(
         &self,
         x: &Tensor,
         positions: &Tensor,
         inv_freq: &Tensor,
         cache: &mut KvCache,
+        key_start: Option<&Tensor>,
         p: Precision,
     ) -> Result<Tensor> {
         let (q, k, v) = self.qkv(x, positions, inv_freq, p)?;
         cache.append(&k, &v)?;
-        self.output(&cache.attend(&q)?, p)
+        let y = match key_start {
+            Some(ks) => cache.attend_masked(&q, ks)?,
+            None => cache.attend(&q)?,
+        };
+        self.output(&y, p)
     }
 }
 
@@ -265,20 +271,22 @@ impl DecoderLayer {
         })
     }
 
-    /// With `cache`, the tokens attend to the cached ones before them (inference).
+    /// With `cache`, the tokens attend to the cached ones before them (inference), except
+    /// those before `key_start` (see [`Attention::forward_cached`]).
     fn forward(
         &self,
         x: &Tensor,
         positions: &Tensor,
         inv_freq: &Tensor,
         cache: Option<&mut KvCache>,
+        key_start: Option<&Tensor>,
         p: Precision,
     ) -> Result<Tensor> {
         let h = x.rms_norm(&self.input_layernorm, self.eps)?;
         let attn = match cache {
             Some(cache) => self
                 .self_attn
-                .forward_cached(&h, positions, inv_freq, cache, p)?,
+                .forward_cached(&h, positions, inv_freq, cache, key_start, p)?,
             None => self.self_attn.forward(&h, positions, inv_freq, p)?,
         };
         let x = x.add(&attn)?;
@@ -300,7 +308,7 @@ impl DecoderLayer {
         let (layer, positions, inv_freq) = (self.clone(), positions.clone(), inv_freq.clone());
         Ok(engine::checkpoint(&[x], &params, move |xs| {
             layer
-                .forward(&xs[0], &positions, &inv_freq, None, p)
+                .forward(&xs[0], &positions, &inv_freq, None, None, p)
                 .map_err(|e| match e {
                     Error::Engine(e) => e,
                     other => engine::Error::Backward(other.to_string()),
@@ -441,7 +449,7 @@ impl Model {
 
     /// Final-normed hidden states (B, T, C) of `ids` (B x T, row-major, on the host).
     pub fn hidden_states(&self, ids: &[u32], batch: usize, seq_len: usize) -> Result<Tensor> {
-        self.run(ids, batch, seq_len, None)
+        self.run(ids, batch, seq_len, None, None)
     }
 
     /// One KV cache per layer for `batch` sequences of up to `capacity` tokens.
@@ -475,7 +483,38 @@ impl Model {
                 reason: format!("one cache per layer ({}) needed", self.layers.len()),
             }));
         }
-        self.run(ids, batch, ids.len() / batch.max(1), Some(caches))
+        self.run(ids, batch, ids.len() / batch.max(1), Some(caches), None)
+    }
+
+    /// [`Model::hidden_states_cached`] for a left-padded batch: the first `pads[b]` positions
+    /// of batch row b (in the caches and, while they last, in `ids`) are padding, hidden from
+    /// every query of the row, and the row's positions count from after them (token t of the
+    /// row sits at position t - pads[b], as if alone). Padding queries get meaningless (finite)
+    /// hidden states. Inference only: run it under `no_grad`.
+    pub fn hidden_states_cached_padded(
+        &self,
+        ids: &[u32],
+        batch: usize,
+        pads: &[usize],
+        caches: &mut [KvCache],
+    ) -> Result<Tensor> {
+        if caches.len() != self.layers.len() || pads.len() != batch {
+            return Err(Error::Engine(engine::Error::BadShape {
+                op: "Model::hidden_states_cached_padded",
+                shape: vec![caches.len(), pads.len()],
+                reason: format!(
+                    "one cache per layer ({}) and one pad per batch row ({batch}) needed",
+                    self.layers.len()
+                ),
+            }));
+        }
+        self.run(
+            ids,
+            batch,
+            ids.len() / batch.max(1),
+            Some(caches),
+            Some(pads),
+        )
     }
 
     fn run(
@@ -484,6 +523,7 @@ impl Model {
         batch: usize,
         seq_len: usize,
         mut caches: Option<&mut [KvCache]>,
+        pads: Option<&[usize]>,
     ) -> Result<Tensor> {
         if ids.len() != batch * seq_len || ids.is_empty() {
             return Err(Error::Engine(engine::Error::DataLength {
@@ -498,8 +538,29 @@ impl Model {
             .as_ref()
             .and_then(|c| c.first())
             .map_or(0, |c| c.len()) as u32;
-        let positions: Vec<u32> = (start..start + seq_len as u32).collect();
-        let positions = Tensor::from_u32_slice(&self.dev, &positions, &[seq_len])?;
+        let (positions, key_start) = match pads {
+            None => {
+                let positions: Vec<u32> = (start..start + seq_len as u32).collect();
+                (
+                    Tensor::from_u32_slice(&self.dev, &positions, &[seq_len])?,
+                    None,
+                )
+            }
+            Some(pads) => {
+                // (B, Tn): padding positions clamp to 0 (their outputs are never used).
+                let positions: Vec<u32> = pads
+                    .iter()
+                    .flat_map(|&pad| {
+                        (start..start + seq_len as u32).map(move |t| t.saturating_sub(pad as u32))
+                    })
+                    .collect();
+                let pads: Vec<u32> = pads.iter().map(|&p| p as u32).collect();
+                (
+                    Tensor::from_u32_slice(&self.dev, &positions, &[batch, seq_len])?,
+                    Some(Tensor::from_u32_slice(&self.dev, &pads, &[batch])?),
+                )
+            }
+        };
         let mut x = self
             .embed_tokens
             .gather(&self.dev, ids, &[batch, seq_len])?;
@@ -513,7 +574,14 @@ impl Model {
                 layer.forward_recomputed(&x, &positions, &self.inv_freq, precision)?
             } else {
                 let cache = caches.as_deref_mut().map(|c| &mut c[i]);
-                layer.forward(&x, &positions, &self.inv_freq, cache, precision)?
+                layer.forward(
+                    &x,
+                    &positions,
+                    &self.inv_freq,
+                    cache,
+                    key_start.as_ref(),
+                    precision,
+                )?
             };
         }
         Ok(x.rms_norm(&self.norm, self.config.rms_norm_eps as f32)?)

@@ -250,6 +250,10 @@ struct EvalArgs {
     /// Evaluate only the first N records.
     #[arg(long)]
     limit: Option<usize>,
+    /// Prompts generated for together (grouped by length, left-padded; the outputs are those
+    /// of one at a time).
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
     /// Where the JSON report (accuracy and every item's output) goes.
     #[arg(long, default_value = "eval.json")]
     report: PathBuf,
@@ -469,8 +473,10 @@ fn run_training(args: &TrainArgs) -> Result<()> {
 }
 
 fn eval(args: &EvalArgs) -> Result<()> {
-    if args.max_new_tokens == 0 || args.limit == Some(0) {
-        return Err(anyhow!("--max-new-tokens and --limit must be positive"));
+    if args.max_new_tokens == 0 || args.limit == Some(0) || args.batch_size == 0 {
+        return Err(anyhow!(
+            "--max-new-tokens, --limit and --batch-size must be positive"
+        ));
     }
     let opts = EvalOptions {
         fields: args.data.options().fields,
@@ -478,6 +484,7 @@ fn eval(args: &EvalArgs) -> Result<()> {
         max_length: args.data.max_length,
         max_new_tokens: args.max_new_tokens,
         limit: args.limit,
+        batch_size: args.batch_size,
     };
     let (dir, model, tok) = load_model(&args.model)?;
     let items = trainer::eval::load(&args.data.data, &tok, &opts)?;

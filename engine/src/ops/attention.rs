@@ -3,6 +3,8 @@
 //! recomputes the probabilities block by block (FlashAttention-2). Queries may be fewer than
 //! keys (the causal mask aligned bottom-right, as with a cache); a few queries take the
 //! split-key decode kernel. [`KvCache`] holds a layer's keys and values for generation.
+//! [`attention_masked`] and [`KvCache::attend_masked`] add per-batch-row key starts for
+//! left-padded batches (inference only: forward, no backward).
 
 use kernels::attention::{self as k, AttnShape, CacheWrite};
 
@@ -49,7 +51,49 @@ pub fn attention_with_lse(
     scale: Option<f32>,
 ) -> Result<(Tensor, Tensor)> {
     let s = attn_shape(q, k, v, causal, scale)?;
-    forward(&s, q, k, v, Path::Auto)
+    forward(&s, q, k, v, None, Path::Auto)
+}
+
+/// [`attention`] of a left-padded batch: `key_start` (u32, (B)) hides keys j < key_start[b]
+/// from every query of batch row b, on top of the causal mask. Those keys and values are never
+/// read (garbage there cannot leak), and a query that sees no key at all (a padding query) gets
+/// zeros. Inference only: no gradient flows (an error if q, k or v is tracked with gradients
+/// on).
+pub fn attention_masked(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    key_start: &Tensor,
+    causal: bool,
+    scale: Option<f32>,
+) -> Result<Tensor> {
+    let s = attn_shape(q, k, v, causal, scale)?;
+    forward_masked(&s, q, k, v, key_start)
+}
+
+/// Check `key_start` and run the masked forward, which records nothing.
+fn forward_masked(
+    s: &AttnShape,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    key_start: &Tensor,
+) -> Result<Tensor> {
+    key_start.expect_dtype(OP, DType::U32)?;
+    key_start.check_same_device(OP, q)?;
+    if key_start.shape() != [s.batch] {
+        return Err(Error::ShapeMismatch {
+            op: "attention key_start",
+            lhs: key_start.shape().to_vec(),
+            rhs: vec![s.batch],
+        });
+    }
+    if crate::autograd::is_grad_enabled() && [q, k, v].iter().any(|t| t.is_tracked()) {
+        return Err(Error::Backward(
+            "attention with key starts is inference only: run it under no_grad".into(),
+        ));
+    }
+    Ok(forward(s, q, k, v, Some(key_start), Path::Auto)?.0)
 }
 
 /// Which forward kernel to run: the heuristic's, or one forced (tests compare them).
@@ -67,6 +111,7 @@ fn forward(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
+    key_start: Option<&Tensor>,
     path: Path,
 ) -> Result<(Tensor, Tensor)> {
     let dev = q.device();
@@ -84,20 +129,26 @@ fn forward(
         Path::Auto => Path::Main,
         p => p,
     };
+    // Unmasked launches do not read the key-start binding: q stands in.
+    let (masked, ks) = (key_start.is_some(), key_start.unwrap_or(q));
     match path {
-        Path::Decode(1) => run(OP, &k::decode(s, 1), &[q, k, v, &out, &lse])?,
+        Path::Decode(1) => run(OP, &k::decode(s, 1, masked), &[q, k, v, &out, &lse, ks])?,
         Path::Decode(splits) => {
             let rows = s.batch * s.q_heads * s.q_len;
             let o_part = Tensor::uninit(dev, OP, &[splits, rows, s.head_dim], DType::F32)?;
             let lse_part = Tensor::uninit(dev, OP, &[splits, rows], DType::F32)?;
-            run(OP, &k::decode(s, splits), &[q, k, v, &o_part, &lse_part])?;
+            let launch = k::decode(s, splits, masked);
+            run(OP, &launch, &[q, k, v, &o_part, &lse_part, ks])?;
             run(
                 OP,
                 &k::decode_combine(s, splits),
                 &[&o_part, &lse_part, &out, &lse],
             )?;
         }
-        _ => run(OP, &k::forward(s), &[q, k, v, &out, &lse])?,
+        _ => run(OP, &k::forward(s, masked), &[q, k, v, &out, &lse, ks])?,
+    }
+    if masked {
+        return Ok((out, lse));
     }
     let saved = || AttentionBackward {
         s: *s,
@@ -302,7 +353,15 @@ impl KvCache {
     /// [`KvCache::attend`] with the mask and scale of [`attention`].
     pub fn attend_with(&self, q: &Tensor, causal: bool, scale: Option<f32>) -> Result<Tensor> {
         let s = attn_shape_with(q, &self.k, &self.v, self.len, causal, scale)?;
-        Ok(forward(&s, q, &self.k, &self.v, Path::Auto)?.0)
+        Ok(forward(&s, q, &self.k, &self.v, None, Path::Auto)?.0)
+    }
+
+    /// [`KvCache::attend`] for a left-padded batch: keys (cache positions) j < key_start[b]
+    /// (u32, (B)) are hidden from every query of batch row b; they are never read, and a query
+    /// that sees no key (padding) gets zeros. Inference only (see [`attention_masked`]).
+    pub fn attend_masked(&self, q: &Tensor, key_start: &Tensor) -> Result<Tensor> {
+        let s = attn_shape_with(q, &self.k, &self.v, self.len, true, None)?;
+        forward_masked(&s, q, &self.k, &self.v, key_start)
     }
 }
 
@@ -416,7 +475,7 @@ mod tests {
             for causal in [true, false] {
                 let s = attn_shape_with(&q, &kk, &v, tk, causal, None)?;
                 let run_path = |path| -> Result<(Vec<f32>, Vec<f32>)> {
-                    let (out, lse) = forward(&s, &q, &kk, &v, path)?;
+                    let (out, lse) = forward(&s, &q, &kk, &v, None, path)?;
                     Ok((out.to_vec()?, lse.to_vec()?))
                 };
                 let want = run_path(Path::Main)?;
@@ -435,6 +494,43 @@ mod tests {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// With key starts (some hiding whole splits, one hiding every key) the decode kernel
+    /// with any number of splits still gives what the block kernel gives.
+    #[test]
+    fn masked_decode_splits_agree_with_block_kernel() -> Result<()> {
+        let mut opts = DeviceOptions::from_env();
+        opts.shader_checks = true;
+        let dev = Device::with_options(opts)?;
+        let data = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 / 500.0) - 1.0)
+                .collect()
+        };
+        let (b, hq, hkv, tq, tk, stride, d) = (3, 4, 2, 2, 140, 150, 8);
+        let t4 = |shape: &[usize], seed| {
+            Tensor::from_slice(&dev, &data(shape.iter().product(), seed), shape)
+        };
+        let q = t4(&[b, hq, tq, d], 1)?;
+        let kk = t4(&[b, hkv, stride, d], 2)?;
+        let v = t4(&[b, hkv, stride, d], 3)?;
+        let ks = Tensor::from_u32_slice(&dev, &[70, 0, 140], &[b])?;
+        let s = attn_shape_with(&q, &kk, &v, tk, true, None)?;
+        let run_path =
+            |path| -> Result<Vec<f32>> { forward(&s, &q, &kk, &v, Some(&ks), path)?.0.to_vec() };
+        let want = run_path(Path::Main)?;
+        for splits in [1, 2, 3, 5] {
+            let got = run_path(Path::Decode(splits))?;
+            let worst = want
+                .iter()
+                .zip(&got)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(worst < 1e-5, "splits {splits}: {worst}");
+            assert!(got.iter().all(|x| x.is_finite()));
         }
         Ok(())
     }
