@@ -73,6 +73,24 @@ pub struct Features {
 #[derive(Clone)]
 pub struct Device(pub(crate) Arc<DeviceInner>);
 
+/// Work counters of a device since it was opened: compute dispatches recorded and command
+/// buffers submitted (one per sync point: a download, a full uniform ring, `Device::sync`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub dispatches: u64,
+    pub submits: u64,
+}
+
+impl std::ops::Sub for Counters {
+    type Output = Counters;
+    fn sub(self, earlier: Counters) -> Counters {
+        Counters {
+            dispatches: self.dispatches - earlier.dispatches,
+            submits: self.submits - earlier.submits,
+        }
+    }
+}
+
 pub(crate) struct DeviceInner {
     pub(crate) device: wgpu::Device,
     pub(crate) queue: wgpu::Queue,
@@ -313,6 +331,15 @@ impl Device {
     /// Number of dispatches recorded since the device was opened.
     pub fn dispatch_count(&self) -> u64 {
         self.runtime().dispatches_total
+    }
+    /// Dispatches recorded and command buffers submitted since the device was opened
+    /// (differences of two readings count the work between them; see [`Counters`]).
+    pub fn counters(&self) -> Counters {
+        let rt = self.runtime();
+        Counters {
+            dispatches: rt.dispatches_total,
+            submits: rt.submits_total,
+        }
     }
     pub(crate) fn same(&self, other: &Device) -> bool {
         Arc::ptr_eq(&self.0, &other.0)

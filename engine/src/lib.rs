@@ -23,7 +23,7 @@ mod tensor;
 pub use autograd::{
     checkpoint, clear_tape, enable_grad, is_grad_enabled, no_grad, tape_len, Backward, Gradients,
 };
-pub use device::{Device, DeviceOptions, Features, BINDING_CEILING, MAX_BINDING_ENV};
+pub use device::{Counters, Device, DeviceOptions, Features, BINDING_CEILING, MAX_BINDING_ENV};
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use pool::PoolStats;

@@ -50,6 +50,8 @@ pub(crate) struct Runtime {
     ring_bytes: Vec<u8>,
     slot: u64,
     pub(crate) dispatches_total: u64,
+    /// Command buffers submitted to the queue (one per flush).
+    pub(crate) submits_total: u64,
 }
 
 impl Runtime {
@@ -69,6 +71,7 @@ impl Runtime {
             ring_bytes: Vec::new(),
             slot,
             dispatches_total: 0,
+            submits_total: 0,
         }
     }
 }
@@ -355,6 +358,7 @@ impl Runtime {
                 self.ring_bytes.clear();
             }
             queue.submit([enc.finish()]);
+            self.submits_total += 1;
         }
     }
 

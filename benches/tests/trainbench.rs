@@ -1,0 +1,69 @@
+//! `trainbench --smoke` end to end on whatever adapter there is (lavapipe in CI): it must exit
+//! 0 and print, as JSON lines, passed checks and one sane figure per plan item, each with the
+//! fields benches/gpu/compare.py reads.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+#[test]
+fn smoke_run_prints_checked_figures() {
+    let out = Command::new(env!("CARGO_BIN_EXE_trainbench"))
+        .arg("--smoke")
+        .env(
+            "XDG_RUNTIME_DIR",
+            std::env::var("XDG_RUNTIME_DIR").unwrap_or("/tmp".into()),
+        )
+        .output()
+        .expect("running trainbench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "trainbench --smoke failed\n{stdout}\n{stderr}"
+    );
+    let rows: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let named = |prefix: &str| -> Vec<&Value> {
+        rows.iter()
+            .filter(|r| r["name"].as_str().is_some_and(|n| n.starts_with(prefix)))
+            .collect()
+    };
+    assert!(rows.iter().all(|r| r.get("error").is_none()), "{stdout}");
+    let checks = named("check_");
+    assert_eq!(checks.len(), 3, "f32, f16, f16 recomputed: {stdout}");
+    for c in &checks {
+        assert_eq!(c["ok"], true, "{c}");
+        assert_eq!(c["loss_falls"], true, "{c}");
+    }
+    let figures: Vec<&Value> = ["train_tiny_", "diagnose_tiny_", "objective_"]
+        .iter()
+        .flat_map(|p| named(p))
+        .collect();
+    assert_eq!(figures.len(), 6, "{stdout}");
+    for f in figures {
+        assert_eq!(f["ok"], true, "{f}");
+        assert!(f["ref"].is_string(), "{f}");
+        assert!(f["tokens_per_s"].as_f64().is_some_and(|x| x > 0.0), "{f}");
+        assert!(f["peak_gib"].as_f64().is_some(), "{f}");
+        // The work counters of the engine: every step dispatches and submits something.
+        assert!(
+            f["dispatches_per_step"].as_f64().is_some_and(|x| x >= 1.0),
+            "{f}"
+        );
+        assert!(
+            f["submits_per_step"].as_f64().is_some_and(|x| x >= 1.0),
+            "{f}"
+        );
+    }
+    let train = named("train_tiny_f16")[0];
+    assert_eq!(train["ref"], "train_tiny_bf16");
+    assert!(
+        train["loss_first"]
+            .as_f64()
+            .is_some_and(|l| l > 0.99 && l <= 1.0),
+        "{train}"
+    );
+}
