@@ -293,7 +293,7 @@ pub fn download(repo: &str, opts: &HubOptions) -> Result<PathBuf, String> {
         .into();
     let hub = Hub { agent, opts, repo };
     let endpoint = &opts.endpoint;
-    let resp = match hub.get("main", "config.json")? {
+    let mut resp = match hub.get("main", "config.json")? {
         Got::Found(resp) => resp,
         Got::Missing => {
             return Err(format!(
@@ -302,7 +302,6 @@ pub fn download(repo: &str, opts: &HubOptions) -> Result<PathBuf, String> {
             ))
         }
     };
-    let mut resp = resp;
     let rev = header(&resp, "X-Repo-Commit")
         .map(str::trim)
         .filter(|sha| safe_rel(sha) && !sha.contains('/'))
