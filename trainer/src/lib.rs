@@ -7,6 +7,7 @@ pub mod data;
 pub mod diagnose;
 pub mod eval;
 pub mod guard;
+pub mod hub;
 pub mod plot;
 pub mod progress;
 pub mod resolve;

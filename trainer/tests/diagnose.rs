@@ -15,6 +15,7 @@ fn trainer(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_trainer"))
         .args(args)
         .env("TRAINER_SHADER_CHECKS", "1")
+        .env("HF_HUB_OFFLINE", "1")
         .output()
         .expect("runs trainer")
 }

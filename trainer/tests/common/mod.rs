@@ -39,6 +39,7 @@ pub fn trainer(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_trainer"))
         .args(args)
         .env("TRAINER_SHADER_CHECKS", "1")
+        .env("HF_HUB_OFFLINE", "1")
         .output()
         .expect("runs trainer")
 }
@@ -82,6 +83,7 @@ pub fn trainer_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output 
     Command::new(env!("CARGO_BIN_EXE_trainer"))
         .args(args)
         .env("TRAINER_SHADER_CHECKS", "1")
+        .env("HF_HUB_OFFLINE", "1")
         .envs(env.iter().copied())
         .output()
         .expect("runs trainer")
