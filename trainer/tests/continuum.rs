@@ -24,6 +24,7 @@ fn continuum_pipeline_runs_end_to_end_on_smollm2() {
         seed: 0,
         label_noise: 0.0,
         alphas: vec![0.0, 1.0, 10.0],
+        keep_checkpoints: false,
     };
     let results = run(&config).unwrap();
     assert_eq!(results.domains.len(), 3);
@@ -37,7 +38,9 @@ fn continuum_pipeline_runs_end_to_end_on_smollm2() {
             assert!(a.report.exists());
         }
         for a in &d.alphas {
-            assert!(a.output.join("final/model.safetensors").exists());
+            // Trained, evaluated, then deleted (the run keeps no checkpoints by default).
+            assert!(a.output.join("metrics.jsonl").exists());
+            assert!(!a.output.join("final").exists());
         }
     }
     let p = |name: &str| {

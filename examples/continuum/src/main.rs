@@ -75,6 +75,10 @@ struct RunArgs {
     /// Objectives, as alpha values (0 = NLL, 1 = -p, 10 = -p^10).
     #[arg(long, value_delimiter = ',', default_value = "0,1,10")]
     alphas: Vec<f64>,
+    /// Keep each run's final checkpoint (weights + optimizer state: 3x the model) after its
+    /// evaluation; by default it is deleted once evaluated.
+    #[arg(long)]
+    keep_checkpoints: bool,
 }
 
 fn run_command(a: &RunArgs) -> Result<()> {
@@ -92,6 +96,7 @@ fn run_command(a: &RunArgs) -> Result<()> {
         seed: a.seed,
         label_noise: a.label_noise,
         alphas: a.alphas.clone(),
+        keep_checkpoints: a.keep_checkpoints,
     };
     run(&cfg)?;
     eprintln!(

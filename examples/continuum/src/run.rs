@@ -34,6 +34,8 @@ pub struct RunConfig {
     pub seed: u64,
     pub label_noise: f64,
     pub alphas: Vec<f64>,
+    /// Keep each run's `final/` checkpoint after its evaluation (else it is deleted).
+    pub keep_checkpoints: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -340,6 +342,12 @@ pub fn run(cfg: &RunConfig) -> Result<Results, RunError> {
             }
             let e = eval(cfg, &fin.to_string_lossy(), &test, &output, log)?;
             eprintln!("continuum: {domain}: alpha {a}: accuracy {:.4}", e.accuracy);
+            if !cfg.keep_checkpoints {
+                std::fs::remove_dir_all(&fin).map_err(|source| RunError::Io {
+                    path: fin.clone(),
+                    source,
+                })?;
+            }
             alphas.push(AlphaResult {
                 alpha,
                 output,
