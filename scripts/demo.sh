@@ -10,6 +10,7 @@ python3 scripts/fetch_models.py >/dev/null
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 cargo build --release -q -p trainer
 t=target/release/trainer
+mkdir -p runs
 data=tests/fixtures/data/tiny_sft.jsonl
 $t devices
 $t diagnose --model smollm2-135m-instruct --data "$data" --plot runs/demo-probs.svg
