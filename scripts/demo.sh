@@ -2,7 +2,7 @@
 # The main job on a small default: set up (lavapipe where there is no GPU, the test models),
 # then with SmolLM2-135M-Instruct: place a small SFT file on the capability continuum, fine-tune
 # it with the objective the diagnostic picks (--alpha auto), and evaluate the result.
-# Output goes to runs/demo/. A few minutes on a 2-core CPU through lavapipe.
+# Output goes to runs/demo/. About ten minutes on a 2-core CPU through lavapipe, seconds on a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
