@@ -2,4 +2,5 @@
 //! f64 decoder forward that `trainbench` checks a training step against.
 
 pub mod decoder_ref;
+pub mod gpu_log;
 pub mod reference;

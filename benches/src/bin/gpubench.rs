@@ -12,7 +12,6 @@
 //! calls followed by one sync each.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use benches::reference::{self as cpu, Heads};
@@ -24,26 +23,6 @@ use half::f16;
 use serde_json::{json, Map, Value};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
-
-/// Counts the errors wgpu reports through `log` (uncaptured validation errors, device loss),
-/// so that a figure during which one happened is marked failed; prints warnings and errors.
-struct Logger;
-static GPU_ERRORS: AtomicUsize = AtomicUsize::new(0);
-
-impl log::Log for Logger {
-    fn enabled(&self, m: &log::Metadata) -> bool {
-        m.level() <= log::Level::Warn
-    }
-    fn log(&self, r: &log::Record) {
-        if r.level() == log::Level::Error {
-            GPU_ERRORS.fetch_add(1, Ordering::Relaxed);
-        }
-        if self.enabled(r.metadata()) {
-            eprintln!("[{} {}] {}", r.level(), r.target(), r.args());
-        }
-    }
-    fn flush(&self) {}
-}
 
 /// Problem sizes: the real ones, or tiny ones for a CPU adapter (`--quick`).
 struct Sizes {
@@ -305,7 +284,7 @@ impl Bench {
     /// Run one group, turning an error or panic into an error row, then free its memory.
     fn group(&mut self, name: &str, f: fn(&mut Bench) -> Res<()>) {
         eprintln!("-- {name}");
-        let errors = GPU_ERRORS.load(Ordering::Relaxed);
+        let errors = benches::gpu_log::errors();
         self.dev.reset_peak();
         let t = Instant::now();
         match catch_unwind(AssertUnwindSafe(|| f(self))) {
@@ -322,7 +301,7 @@ impl Bench {
         }
         engine::clear_tape();
         let sync = self.dev.sync();
-        let new_errors = GPU_ERRORS.load(Ordering::Relaxed) - errors;
+        let new_errors = benches::gpu_log::errors() - errors;
         if new_errors > 0 {
             self.emit_error(
                 name,
@@ -776,7 +755,7 @@ fn table(rows: &[Value]) {
 }
 
 fn main() {
-    let _ = log::set_logger(&Logger).map(|()| log::set_max_level(log::LevelFilter::Warn));
+    benches::gpu_log::install();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (mut quick, mut full_checks) = (false, false);
     let mut only: Option<Vec<String>> = None;

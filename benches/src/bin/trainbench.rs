@@ -23,7 +23,6 @@
 
 use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -78,25 +77,6 @@ fn check_config(tie: bool) -> Result<Config> {
     cfg.vocab_size = 300;
     cfg.tie_word_embeddings = tie;
     Ok(cfg)
-}
-
-/// Counts the errors wgpu reports through `log` (validation errors, device loss).
-struct Logger;
-static GPU_ERRORS: AtomicUsize = AtomicUsize::new(0);
-
-impl log::Log for Logger {
-    fn enabled(&self, m: &log::Metadata) -> bool {
-        m.level() <= log::Level::Warn
-    }
-    fn log(&self, r: &log::Record) {
-        if r.level() == log::Level::Error {
-            GPU_ERRORS.fetch_add(1, Ordering::Relaxed);
-        }
-        if self.enabled(r.metadata()) {
-            eprintln!("[{} {}] {}", r.level(), r.target(), r.args());
-        }
-    }
-    fn flush(&self) {}
 }
 
 // ---------------------------------------------------------------- the work measured
@@ -761,7 +741,7 @@ fn plan(a: &Args, dev: &Device) -> Result<Vec<Item>> {
 
 /// Run `f`, turning an error or a panic into an error row named `name`.
 fn guarded(name: &str, f: impl FnOnce() -> Result<Value>) -> Value {
-    let errors = GPU_ERRORS.load(Ordering::Relaxed);
+    let errors = benches::gpu_log::errors();
     let row = match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(row)) => row,
         Ok(Err(e)) => json!({"name": name, "error": format!("{e:#}")}),
@@ -774,7 +754,7 @@ fn guarded(name: &str, f: impl FnOnce() -> Result<Value>) -> Value {
             json!({"name": name, "error": format!("panicked: {msg}")})
         }
     };
-    let new_errors = GPU_ERRORS.load(Ordering::Relaxed) - errors;
+    let new_errors = benches::gpu_log::errors() - errors;
     if new_errors > 0 && row.get("error").is_none() {
         let mut row = row;
         row["ok"] = json!(false);
@@ -924,7 +904,7 @@ fn run(a: &Args) -> Result<Vec<Value>> {
 }
 
 fn main() {
-    let _ = log::set_logger(&Logger).map(|()| log::set_max_level(log::LevelFilter::Warn));
+    benches::gpu_log::install();
     let start = Instant::now();
     let args = match parse_args() {
         Ok(a) => a,
