@@ -43,29 +43,28 @@ pub fn is_grad_enabled() -> bool {
     GRAD_ENABLED.with(|g| g.get())
 }
 
-/// Run `f` without recording anything on the tape (inference, optimizer updates).
-pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
+/// Run `f` with recording set to `enabled`, restoring the previous setting afterwards (also
+/// when `f` panics).
+fn with_grad<R>(enabled: bool, f: impl FnOnce() -> R) -> R {
     struct Restore(bool);
     impl Drop for Restore {
         fn drop(&mut self) {
             GRAD_ENABLED.with(|g| g.set(self.0));
         }
     }
-    let _restore = Restore(GRAD_ENABLED.with(|g| g.replace(false)));
+    let _restore = Restore(GRAD_ENABLED.with(|g| g.replace(enabled)));
     f()
+}
+
+/// Run `f` without recording anything on the tape (inference, optimizer updates).
+pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
+    with_grad(false, f)
 }
 
 /// Run `f` with recording on, also inside `no_grad` (a backward rule that records a graph of
 /// its own, as [`checkpoint`] does).
 pub fn enable_grad<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            GRAD_ENABLED.with(|g| g.set(self.0));
-        }
-    }
-    let _restore = Restore(GRAD_ENABLED.with(|g| g.replace(true)));
-    f()
+    with_grad(true, f)
 }
 
 /// Number of nodes on this thread's tape (for tests and memory accounting).
