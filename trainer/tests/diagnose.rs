@@ -2,23 +2,9 @@
 //! tests/scripts/make_diagnose_reference.py with its own implementation of the data
 //! conventions): the same loss tokens, mean p and per-example means within 1e-3.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
-fn repo(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(rel)
-}
-
-fn trainer(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(args)
-        .env("TRAINER_SHADER_CHECKS", "1")
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .expect("runs trainer")
-}
+use common::{repo, trainer};
 
 fn check(model: &str) {
     let data = repo("tests/fixtures/data/tiny_sft.jsonl");

@@ -3,25 +3,10 @@
 //! answer rules): the same outputs, extracted answers, grades and accuracy; and bad test files
 //! are one-line errors naming the file and line.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
+use common::{repo, trainer};
 use serde_json::Value;
-
-fn repo(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(rel)
-}
-
-fn trainer(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(args)
-        .env("TRAINER_SHADER_CHECKS", "1")
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .expect("runs trainer")
-}
 
 #[test]
 fn smollm2_eval_matches_hf() {
