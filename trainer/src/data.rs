@@ -297,6 +297,25 @@ pub(crate) fn string_field<'a>(record: &'a Value, name: &str) -> Result<&'a str,
     }
 }
 
+/// The chat messages in field `name` (absent reads as null, and is refused).
+pub(crate) fn messages_field(record: &Value, name: &str) -> Result<Vec<Message>, String> {
+    serde_json::from_value(record.get(name).cloned().unwrap_or(Value::Null)).map_err(|e| {
+        format!("field `{name}` must be a list of {{\"role\", \"content\"}} objects: {e}")
+    })
+}
+
+/// Records are JSON objects.
+pub(crate) fn expect_object(record: &Value) -> Result<(), String> {
+    if record.is_object() {
+        Ok(())
+    } else {
+        Err(format!(
+            "a record must be a JSON object, found {}",
+            kind(record)
+        ))
+    }
+}
+
 pub(crate) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -311,12 +330,7 @@ pub(crate) fn kind(v: &Value) -> &'static str {
 /// Tokenize one record in the shape `opts` names (or the one its fields show).
 pub fn tokenize(record: &Value, tok: &Tokenizer, opts: &DataOptions) -> Result<Example, String> {
     let f = &opts.fields;
-    if !record.is_object() {
-        return Err(format!(
-            "a record must be a JSON object, found {}",
-            kind(record)
-        ));
-    }
+    expect_object(record)?;
     let shape = match opts.shape {
         Shape::Auto if record.get(&f.messages).is_some() => Shape::Messages,
         Shape::Auto if record.get(&f.prompt).is_some() => Shape::PromptResponse,
@@ -345,14 +359,7 @@ pub fn tokenize(record: &Value, tok: &Tokenizer, opts: &DataOptions) -> Result<E
             Ok(Example { ids, loss })
         }
         Shape::Messages => {
-            let messages: Vec<Message> =
-                serde_json::from_value(record.get(&f.messages).cloned().unwrap_or(Value::Null))
-                    .map_err(|e| {
-                        format!(
-                            "field `{}` must be a list of {{\"role\", \"content\"}} objects: {e}",
-                            f.messages
-                        )
-                    })?;
+            let messages = messages_field(record, &f.messages)?;
             if messages.is_empty() {
                 return Err(format!("field `{}` is empty", f.messages));
             }

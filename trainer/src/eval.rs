@@ -11,7 +11,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::answer;
-use crate::data::{kind, read_records, string_field, DataError, Fields};
+use crate::data::{
+    expect_object, kind, messages_field, read_records, string_field, DataError, Fields,
+};
 
 /// One test question: the prompt's token ids and the answer it should get.
 #[derive(Debug, Clone)]
@@ -80,12 +82,7 @@ fn answer_value(v: &Value) -> Option<String> {
 /// The prompt messages and the reference of one record.
 fn question(record: &Value, opts: &EvalOptions) -> Result<(Vec<Message>, String), String> {
     let f = &opts.fields;
-    if !record.is_object() {
-        return Err(format!(
-            "a record must be a JSON object, found {}",
-            kind(record)
-        ));
-    }
+    expect_object(record)?;
     let explicit = match record.get(&opts.answer_field) {
         None => None,
         Some(v) => Some(answer_value(v).ok_or_else(|| {
@@ -96,13 +93,8 @@ fn question(record: &Value, opts: &EvalOptions) -> Result<(Vec<Message>, String)
             )
         })?),
     };
-    let (messages, response) = if let Some(m) = record.get(&f.messages) {
-        let mut messages: Vec<Message> = serde_json::from_value(m.clone()).map_err(|e| {
-            format!(
-                "field `{}` must be a list of {{\"role\", \"content\"}} objects: {e}",
-                f.messages
-            )
-        })?;
+    let (messages, response) = if record.get(&f.messages).is_some() {
+        let mut messages = messages_field(record, &f.messages)?;
         let response = match messages.last() {
             Some(last) if last.role == "assistant" => messages.pop().map(|m| m.content),
             _ => None,
