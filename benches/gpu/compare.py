@@ -209,9 +209,10 @@ def training(ours_path, ref_path):
                      f"log p err {r.get('log_p_max_err', 0):.1e} (tol {r.get('tol')}), "
                      f"loss falls {r.get('loss_falls')}: {'passed' if r.get('ok') else 'FAILED'}"))
     print()
-    print("| figure | ours tok/s | ours peak GiB | dispatches/step | PyTorch row | PyTorch tok/s "
-          "| PyTorch peak GiB | ours/torch | anchor H200 tok/s | targets (issue 6) | ok |")
-    print("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | --- |")
+    print("| figure | ours tok/s | ours peak GiB | dispatches/step | GPU busy | PyTorch row "
+          "| PyTorch tok/s | PyTorch peak GiB | ours/torch | anchor H200 tok/s "
+          "| targets (issue 6) | ok |")
+    print("| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | --- |")
     failures, used = 0, {"torch_device", "torch_model"}
     for r in ours:
         name = r["name"]
@@ -220,7 +221,7 @@ def training(ours_path, ref_path):
             continue
         if "error" in r:
             failures += 1
-            print(f"| {name} | ERROR: {r['error']} | | | | | | | | | NO |")
+            print(f"| {name} | ERROR: {r['error']} | | | | | | | | | | NO |")
             continue
         ref = by_name.get(r.get("ref"))
         if ref is not None:
@@ -242,7 +243,7 @@ def training(ours_path, ref_path):
         ref_cell = "-" if ref is None else (
             f"{ref['name']} (ERROR)" if "error" in ref else ref["name"])
         print(f"| {name} | {fmt(tps(r), 4)} | {fmt(r.get('peak_gib'))} | "
-              f"{fmt(r.get('dispatches_per_step'), 4)} | {ref_cell} | "
+              f"{fmt(r.get('dispatches_per_step'), 4)} | {fmt(r.get('gpu_busy'), 2)} | {ref_cell} | "
               f"{fmt(tps(ref), 4) if ref else '-'} | {fmt(ref.get('peak_gib')) if ref else '-'} | "
               f"{'-' if ratio is None else f'{ratio:.2f}x'} | {fmt(anchor, 5)} | "
               f"{'; '.join(train_targets(r, by_name))} | {'yes' if ok else 'NO'} |")
@@ -254,9 +255,27 @@ def training(ours_path, ref_path):
                                f"{fmt(tps(r), 4)} tok/s, {fmt(r.get('ms_per_step'), 4)} ms, "
                                f"peak {fmt(r.get('peak_gib'))} GiB")
             for r in rest if r["name"] not in ("torch_device", "torch_model")))
+    profiles(ours)
     if failures:
         print(f"\n{failures} of our training row(s) failed their checks or did not run")
     return failures
+
+
+def profiles(ours):
+    """Where each figure's GPU time goes: the longest kernels of one profiled step."""
+    rows = [r for r in ours if r.get("kernels") and "error" not in r]
+    if not rows:
+        return
+    print("\nGPU busy: the kernels' GPU time in one profiled step (timestamp queries) over the "
+          "step's host time; well below 1, the GPU waits for the host.")
+    for r in rows:
+        print(f"\n{r['name']}: {fmt(r.get('gpu_ms'), 4)} ms of kernels in "
+              f"{fmt(r.get('ms_per_step'), 4)} ms per step\n")
+        print("| kernel | ms | calls | share |")
+        print("| --- | ---: | ---: | ---: |")
+        for k in r["kernels"][:10]:
+            print(f"| {k.get('kernel')} | {fmt(k.get('ms'), 4)} | {k.get('calls')} | "
+                  f"{100 * k.get('share', 0):.1f}% |")
 
 
 def main(argv):

@@ -3,4 +3,5 @@
 
 pub mod decoder_ref;
 pub mod gpu_log;
+pub mod profile;
 pub mod reference;

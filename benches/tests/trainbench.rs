@@ -58,6 +58,31 @@ fn smoke_run_prints_checked_figures() {
             "{f}"
         );
     }
+    // Where the adapter has timestamp queries, each figure carries one profiled step: as many
+    // dispatches timed as a timed step recorded, the longest kernels first.
+    let timestamps = named("device")[0]["features"]
+        .as_str()
+        .is_some_and(|f| f.contains("timestamps: true"));
+    if timestamps {
+        for f in ["train_tiny_", "diagnose_tiny_", "objective_"]
+            .iter()
+            .flat_map(|p| named(p))
+        {
+            assert_eq!(
+                f["profiled_dispatches"].as_f64(),
+                f["dispatches_per_step"].as_f64(),
+                "{f}"
+            );
+            assert!(f["gpu_ms"].as_f64().is_some_and(|x| x > 0.0), "{f}");
+            let ms: Vec<f64> = f["kernels"]
+                .as_array()
+                .expect("kernels")
+                .iter()
+                .map(|k| k["ms"].as_f64().expect("ms"))
+                .collect();
+            assert!(!ms.is_empty() && ms.windows(2).all(|w| w[0] >= w[1]), "{f}");
+        }
+    }
     let train = named("train_tiny_f16")[0];
     assert_eq!(train["ref"], "train_tiny_bf16");
     assert!(

@@ -17,6 +17,7 @@ mod dtype;
 mod error;
 pub mod ops;
 mod pool;
+mod profile;
 mod runtime;
 mod tensor;
 
@@ -27,4 +28,5 @@ pub use device::{Counters, Device, DeviceOptions, Features, BINDING_CEILING, MAX
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use pool::PoolStats;
+pub use profile::{KernelTime, Profile};
 pub use tensor::{Tensor, TensorId};

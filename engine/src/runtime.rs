@@ -10,6 +10,7 @@ use kernels::{Launch, Source};
 use crate::device::{Device, DeviceInner};
 use crate::error::{Error, Result};
 use crate::pool::size_class;
+use crate::profile::Profiler;
 
 /// Bytes of one uniform parameter slot; kernels' parameter structs must fit in it.
 const PARAM_SLOT: u64 = 256;
@@ -52,6 +53,8 @@ pub(crate) struct Runtime {
     pub(crate) dispatches_total: u64,
     /// Command buffers submitted to the queue (one per flush).
     pub(crate) submits_total: u64,
+    /// Timestamps around every dispatch, while `Device::profile_start` is in effect.
+    pub(crate) profiler: Option<Profiler>,
 }
 
 impl Runtime {
@@ -72,6 +75,7 @@ impl Runtime {
             slot,
             dispatches_total: 0,
             submits_total: 0,
+            profiler: None,
         }
     }
 }
@@ -294,7 +298,9 @@ impl Device {
         );
 
         let mut rt = self.runtime();
-        if rt.ring_bytes.len() as u64 + rt.slot > UNIFORM_RING {
+        if rt.ring_bytes.len() as u64 + rt.slot > UNIFORM_RING
+            || rt.profiler.as_ref().is_some_and(Profiler::full)
+        {
             rt.flush(&self.0.queue);
         }
         let (pipeline, layout) = rt.pipeline(self, op, launch)?;
@@ -328,10 +334,14 @@ impl Device {
         });
         let [x, y, z] = launch.workgroups;
         {
-            let enc = rt.encoder(&self.0.device);
+            let rt = &mut *rt;
+            let enc = rt
+                .encoder
+                .get_or_insert_with(|| new_encoder(&self.0.device));
+            let timestamp_writes = rt.profiler.as_mut().map(|p| p.next(op, launch));
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(op),
-                timestamp_writes: None,
+                timestamp_writes,
             });
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &group, &[]);
@@ -342,23 +352,33 @@ impl Device {
     }
 }
 
+fn new_encoder(device: &wgpu::Device) -> wgpu::CommandEncoder {
+    device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+        label: Some("batch"),
+    })
+}
+
 impl Runtime {
     fn encoder(&mut self, device: &wgpu::Device) -> &mut wgpu::CommandEncoder {
-        self.encoder.get_or_insert_with(|| {
-            device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("batch"),
-            })
-        })
+        self.encoder.get_or_insert_with(|| new_encoder(device))
     }
 
+    /// Submit the open batch (with the parameter ring written first); while profiling, also
+    /// resolve its timestamps and wait for them.
     pub(crate) fn flush(&mut self, queue: &wgpu::Queue) {
-        if let Some(enc) = self.encoder.take() {
+        if let Some(mut enc) = self.encoder.take() {
             if !self.ring_bytes.is_empty() {
                 queue.write_buffer(&self.ring, 0, &self.ring_bytes);
                 self.ring_bytes.clear();
             }
+            if let Some(p) = &self.profiler {
+                p.resolve(&mut enc);
+            }
             queue.submit([enc.finish()]);
             self.submits_total += 1;
+            if let Some(p) = &mut self.profiler {
+                p.collect();
+            }
         }
     }
 

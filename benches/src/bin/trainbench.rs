@@ -27,6 +27,7 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use benches::decoder_ref::{self, HostWeights};
+use benches::profile::{add_profile, profiled};
 use benches::reference as cpu;
 use engine::ops::objective::{lm_head_log_probs, lm_head_objective, Objective};
 use engine::ops::optim::AdamW;
@@ -503,10 +504,13 @@ fn train_figure(model: &Model, o: &Opts, compute: Compute, ok_check: bool) -> Re
     let t = time_steps(dev, o, || tr.step(&mb, &objective))?;
     let name = format!("train_{}_{}", o.model, tag(compute));
     let reference = format!("train_{}_{}", o.model, torch_precision(compute.precision));
-    let mut row = base_row(name, reference, "train", o);
+    let mut row = base_row(name.clone(), reference, "train", o);
     row.insert("precision".into(), json!(precision_name(compute.precision)));
     row.insert("recompute".into(), json!(compute.recompute));
     timing_fields(&mut row, dev, &t, o.batch * o.seq);
+    if let Some(p) = profiled(dev, || tr.step(&mb, &objective))? {
+        add_profile(&mut row, &name, &p, t.mean_ms());
+    }
     let first = &t.outs[0];
     let last = &t.outs[t.outs.len() - 1];
     // At random init p ~ 1/V for every token, so 1 - p is 1 to within 1e-3.
@@ -543,9 +547,12 @@ fn diagnose_figure(model: &Model, o: &Opts, precision: Precision, ok_check: bool
     let t = time_steps(dev, o, || diagnose_log_p(model, &mb))?;
     let name = format!("diagnose_{}_{}", o.model, precision_name(precision));
     let reference = format!("diagnose_{}_{}", o.model, torch_precision(precision));
-    let mut row = base_row(name, reference, "diagnose", o);
+    let mut row = base_row(name.clone(), reference, "diagnose", o);
     row.insert("precision".into(), json!(precision_name(precision)));
     timing_fields(&mut row, dev, &t, o.batch * o.seq);
+    if let Some(p) = profiled(dev, || diagnose_log_p(model, &mb))? {
+        add_profile(&mut row, &name, &p, t.mean_ms());
+    }
     let log_p = &t.outs[t.outs.len() - 1];
     let kept: Vec<f64> = log_p
         .iter()
@@ -584,19 +591,24 @@ fn objective_figure(model: &Model, o: &Opts) -> Result<Value> {
     let base = dev.pool_stats().in_use;
     dev.reset_peak();
     let chunks = &model.lm_head().chunks;
-    let t = time_steps(dev, o, || {
+    let mut step = || {
         let out = lm_head_objective(&x, chunks, &targets, &mask, &Objective::FAlpha(1.0), None)?;
         drop(out.loss.backward()?);
         Ok(out.loss.to_scalar()? as f64)
-    })?;
+    };
+    let t = time_steps(dev, o, &mut step)?;
     let shape = format!("{n}x{d}x{v}");
+    let name = format!("objective_falpha1_fwd_bwd_f32_{shape}");
     let mut row = base_row(
-        format!("objective_falpha1_fwd_bwd_f32_{shape}"),
+        name.clone(),
         format!("objective_ce_fwd_bwd_f32_{shape}"),
         "objective",
         o,
     );
     timing_fields(&mut row, dev, &t, n);
+    if let Some(p) = profiled(dev, step)? {
+        add_profile(&mut row, &name, &p, t.mean_ms());
+    }
     let ms = t.mean_ms();
     // Forward 2NdV, backward 4NdV (the usual count; ours recomputes the logits once more).
     row.insert("ms".into(), json!(round(ms, 3)));
