@@ -109,16 +109,6 @@ impl Gradients {
         Ok(())
     }
 
-    /// Multiply every gradient by `k` (undoing a loss scale).
-    pub fn scale_all(&mut self, k: f32) -> Result<()> {
-        no_grad(|| {
-            for g in self.0.values_mut() {
-                *g = g.scale(k)?;
-            }
-            Ok(())
-        })
-    }
-
     /// Add every gradient of `other` into `self` (accumulation over micro-batches).
     pub fn accumulate(&mut self, other: Gradients) -> Result<()> {
         no_grad(|| {

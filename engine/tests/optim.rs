@@ -84,7 +84,19 @@ fn assert_close_scaled(what: &str, got: &[f32], want: &[f64], tol: f64) {
     assert_close(what, &got, &want, tol);
 }
 
+/// Three steps against the f64 reference, gradients uniform in [-grad_scale, grad_scale]; the
+/// GPU gets them times `loss_scale` and `inv_loss_scale` = 1 / loss_scale (as f16 training
+/// hands them over), the reference gets them as they are.
 fn run_three_steps(max_norm: Option<f32>, grad_scale: f32, expect_clipped: bool) {
+    run_three_steps_scaled(max_norm, grad_scale, expect_clipped, 1.0);
+}
+
+fn run_three_steps_scaled(
+    max_norm: Option<f32>,
+    grad_scale: f32,
+    expect_clipped: bool,
+    loss_scale: f32,
+) {
     let mut r = rng(31);
     let init: Vec<Vec<f32>> = SIZES.iter().map(|&n| randn(&mut r, n)).collect();
     let params: Vec<Tensor> = init
@@ -95,6 +107,7 @@ fn run_three_steps(max_norm: Option<f32>, grad_scale: f32, expect_clipped: bool)
     let mut opt = AdamW::new(0.05);
     opt.weight_decay = 0.1;
     opt.beta2 = 0.99;
+    opt.inv_loss_scale = 1.0 / loss_scale;
     let mut reference = RefAdamW {
         p: init.iter().map(|p| to_f64(p)).collect(),
         m: SIZES.iter().map(|&n| vec![0.0; n]).collect(),
@@ -106,10 +119,14 @@ fn run_three_steps(max_norm: Option<f32>, grad_scale: f32, expect_clipped: bool)
             .iter()
             .map(|&n| uniform(&mut r, n, -grad_scale, grad_scale))
             .collect();
-        let grads = grads_of(&params, &g);
+        let scaled: Vec<Vec<f32>> = g
+            .iter()
+            .map(|t| t.iter().map(|&x| x * loss_scale).collect())
+            .collect();
+        let grads = grads_of(&params, &scaled);
         let stats = opt.step(&params, &grads, max_norm).unwrap();
         let (norm, scale) = reference.step(&opt, &g, max_norm);
-        let what = format!("max_norm {max_norm:?} step {step}");
+        let what = format!("max_norm {max_norm:?} loss scale {loss_scale} step {step}");
         assert_eq!(stats.updated, SIZES.len());
         assert_close(
             &format!("{what} norm"),
@@ -169,6 +186,15 @@ fn run_three_steps(max_norm: Option<f32>, grad_scale: f32, expect_clipped: bool)
 fn adamw_matches_torch_formula_with_clipping() {
     // norm of ~10,500 values uniform in [-1, 1] is about 59: clipped to 1
     run_three_steps(Some(1.0), 1.0, true);
+}
+
+#[test]
+fn adamw_unscales_loss_scaled_gradients_in_the_norm_and_the_step() {
+    // Gradients times 2^16 (f16 loss scaling) and back by inv_loss_scale: the same norm,
+    // clip scale and update as the plain gradients, with and without clipping.
+    run_three_steps_scaled(Some(1.0), 1.0, true, 65536.0);
+    run_three_steps_scaled(Some(100.0), 0.01, false, 65536.0);
+    run_three_steps_scaled(None, 1.0, false, 1024.0);
 }
 
 #[test]

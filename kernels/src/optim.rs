@@ -59,6 +59,7 @@ struct Fields {
     count: usize,
     clip: bool,
     max_norm: f32,
+    unscale: f32,
     adam: Option<AdamWStep>,
 }
 
@@ -68,7 +69,8 @@ fn params(f: Fields) -> Vec<u32> {
         .size(f.offset)
         .size(f.count)
         .u32(f.clip as u32)
-        .f32(f.max_norm);
+        .f32(f.max_norm)
+        .f32(f.unscale);
     match f.adam {
         None => pb.build(),
         Some(a) => {
@@ -94,9 +96,9 @@ pub fn partials_for(n: usize) -> usize {
     n.div_ceil(256 * PER_INVOCATION).clamp(1, MAX_PARTIALS)
 }
 
-/// Sum of squares of `n` elements into `partials[offset .. offset + partials_for(n)]`.
-/// Bindings: x, partials.
-pub fn sumsq_partial(n: usize, offset: usize) -> Launch {
+/// Sum of squares of `n` elements, each times `unscale` first, into
+/// `partials[offset .. offset + partials_for(n)]`. Bindings: x, partials.
+pub fn sumsq_partial(n: usize, offset: usize, unscale: f32) -> Launch {
     Launch {
         kernel: SUMSQ_PARTIAL,
         constants: vec![],
@@ -104,14 +106,16 @@ pub fn sumsq_partial(n: usize, offset: usize) -> Launch {
         params: params(Fields {
             n,
             offset,
+            unscale,
             ..Fields::default()
         }),
     }
 }
 
-/// `out = [sqrt(sum of count partials), clip scale]` (the scale is written only when `out`
-/// holds two floats; it is 1 without `max_norm`). Bindings: partials, out.
-pub fn norm_finalize(count: usize, max_norm: Option<f32>) -> Launch {
+/// `out = [sqrt(sum of count partials), clip scale, clip scale * unscale]` (the last two are
+/// written only when `out` holds three floats; the clip scale is 1 without `max_norm`).
+/// Bindings: partials, out.
+pub fn norm_finalize(count: usize, max_norm: Option<f32>, unscale: f32) -> Launch {
     Launch {
         kernel: NORM_FINALIZE,
         constants: vec![],
@@ -120,12 +124,14 @@ pub fn norm_finalize(count: usize, max_norm: Option<f32>) -> Launch {
             count,
             clip: max_norm.is_some(),
             max_norm: max_norm.unwrap_or(0.0),
+            unscale,
             ..Fields::default()
         }),
     }
 }
 
-/// One AdamW step on `n` elements, in place. Bindings: p, m, v, grad, stats `[norm, scale]`.
+/// One AdamW step on `n` elements, in place. Bindings: p, m, v, grad, stats
+/// `[norm, clip scale, factor of the raw gradient]`.
 pub fn adamw(n: usize, step: AdamWStep) -> Launch {
     Launch {
         kernel: ADAMW,
@@ -164,8 +170,8 @@ mod tests {
         };
         let p = adamw(10, step).params;
         let f = |i: usize| f32::from_bits(p[i]);
-        assert_eq!(f(5), 0.95); // decay
-        assert!((f(10) - (0.1 / 0.19) as f32).abs() < 1e-7); // step size
-        assert!((f(11) - (1.0f64 - 0.9801).sqrt() as f32).abs() < 1e-7);
+        assert_eq!(f(6), 0.95); // decay
+        assert!((f(11) - (0.1 / 0.19) as f32).abs() < 1e-7); // step size
+        assert!((f(12) - (1.0f64 - 0.9801).sqrt() as f32).abs() < 1e-7);
     }
 }

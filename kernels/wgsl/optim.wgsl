@@ -2,17 +2,22 @@
 // scale derived from it, so that clipping needs no host round trip. 256 invocations per
 // workgroup.
 //
-//   sumsq_partial  partials[offset + w] = sum over a grid-stride slice of x of x^2, for each
-//                  of the dispatch's workgroups w (1-D grid)
+// The gradients may come multiplied by a loss scale: `unscale` (1 / loss scale) is applied
+// to every element before it is squared, so the norm and clipping see the true gradients and
+// no separate pass over them is needed.
+//
+//   sumsq_partial  partials[offset + w] = sum over a grid-stride slice of x of (x unscale)^2,
+//                  for each of the dispatch's workgroups w (1-D grid)
 //                  bindings: 1 x (n) f32, 2 partials f32
 //   norm_finalize  out[0] = norm = sqrt(sum of partials[0..count]);
-//                  out[1] (when bound) = clip ? min(1, max_norm / (norm + 1e-6)) : 1
-//                  (torch.nn.utils.clip_grad_norm_); one workgroup
-//                  bindings: 3 partials f32, 4 out (1 or 2) f32
-//   adamw          torch.optim.AdamW on n elements, g = grad * stats[1]:
+//                  when bound with 3 floats: out[1] = clip ? min(1, max_norm / (norm + 1e-6))
+//                  : 1 (torch.nn.utils.clip_grad_norm_), out[2] = out[1] * unscale (the
+//                  factor the raw gradients get); one workgroup
+//                  bindings: 3 partials f32, 4 out (1 or 3) f32
+//   adamw          torch.optim.AdamW on n elements, g = grad * stats[2]:
 //                    p *= 1 - lr * wd;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
 //                    p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
-//                  bindings: 5 p, 6 m, 7 v (n) f32 read_write, 8 grad (n) f32, 9 stats (2) f32
+//                  bindings: 5 p, 6 m, 7 v (n) f32 read_write, 8 grad (n) f32, 9 stats (3) f32
 //
 // Every sum is taken in a fixed order (per-invocation strided loops, then a tree over the
 // workgroup), so the norm is the same on every run. The host computes the step's scalars in
@@ -24,6 +29,7 @@ struct Params {
     count: u32,       // norm_finalize: number of partials
     clip: u32,        // norm_finalize: 1 to clip to max_norm
     max_norm: f32,
+    unscale: f32,     // sumsq_partial, norm_finalize: 1 / loss scale
     decay: f32,       // 1 - lr * weight_decay
     beta1: f32,
     one_minus_beta1: f32,
@@ -67,7 +73,7 @@ fn sumsq_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     let stride = nwg.x * WG;
     var acc = 0.0;
     for (var i = wid.x * WG + lid; i < p.n; i += stride) {
-        let x = sq_x[i];
+        let x = sq_x[i] * p.unscale;
         acc += x * x;
     }
     wg_sum[lid] = acc;
@@ -88,12 +94,13 @@ fn norm_finalize(@builtin(local_invocation_index) lid: u32) {
     if (lid == 0u) {
         let norm = sqrt(wg_sum[0]);
         fin_out[0] = norm;
-        if (arrayLength(&fin_out) > 1u) {
+        if (arrayLength(&fin_out) > 2u) {
             var scale = 1.0;
             if (p.clip != 0u) {
                 scale = min(1.0, p.max_norm / (norm + 1e-6));
             }
             fin_out[1] = scale;
+            fin_out[2] = scale * p.unscale;
         }
     }
 }
@@ -103,7 +110,7 @@ fn adamw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
          @builtin(local_invocation_index) lid: u32) {
     let i = (wid.y * nwg.x + wid.x) * WG + lid;
     if (i >= p.n) { return; }
-    let g = ad_g[i] * ad_stats[1];
+    let g = ad_g[i] * ad_stats[2];
     let m = p.beta1 * ad_m[i] + p.one_minus_beta1 * g;
     let v = p.beta2 * ad_v[i] + p.one_minus_beta2 * g * g;
     ad_m[i] = m;

@@ -26,7 +26,8 @@ pub enum Update {
     },
 }
 
-/// One AdamW step of `params` unless `loss` or the gradients' global norm is NaN or infinite.
+/// One AdamW step of `params` unless `loss` or the gradients' global norm is NaN or infinite
+/// (gradients as the loss scale left them: `adam.inv_loss_scale` unscales them).
 pub fn update(
     adam: &mut AdamW,
     params: &[Tensor],
@@ -39,7 +40,7 @@ pub fn update(
         let list: Vec<&Tensor> = params.iter().filter_map(|p| grads.get(p)).collect();
         let grad_norm = match list.is_empty() {
             true => f64::NAN,
-            false => global_norm(&list)?.to_scalar()? as f64,
+            false => global_norm(&list)?.to_scalar()? as f64 * adam.inv_loss_scale as f64,
         };
         return Ok(Update::Skipped { grad_norm });
     }

@@ -350,9 +350,8 @@ fn run_steps(
         let lr = schedule.lr(step);
         adam.lr = lr as f32;
         let loss_scale = scaler.scale();
-        if scaler.enabled() {
-            grads.scale_all(1.0 / loss_scale)?;
-        }
+        // The optimizer unscales inside its norm and update kernels (1 in f32).
+        adam.inv_loss_scale = 1.0 / loss_scale;
         // A NaN or infinite loss or gradient norm: the update is skipped, nothing changes.
         let grad_norm = match crate::guard::update(adam, &params, &grads, opts.clip, loss_sum)? {
             crate::guard::Update::Applied { grad_norm } => {

@@ -5,8 +5,9 @@
 //!
 //! A training step is `trainer/src/train.rs`'s, with one micro-batch: decoder hidden states,
 //! the fused LM head + f_alpha objective (alpha = 1), backward of the loss times the loss scale,
-//! the loss and per-token p downloaded, gradients unscaled, then `guard::update` (AdamW
-//! `step_if_finite`, clip 1.0, betas 0.9/0.95, weight decay 0.01) and the loss scaler's update;
+//! the loss and per-token p downloaded, then `guard::update` (AdamW `step_if_finite`, which
+//! unscales inside its norm and update kernels, clip 1.0, betas 0.9/0.95, weight decay 0.01)
+//! and the loss scaler's update;
 //! a `Device::sync` closes each step so that its optimizer kernels are inside its time.
 //! The diagnostic is `trainer/src/diagnose.rs`'s forward: no tape, `lm_head_log_probs`.
 //! Before any timing, a check that can fail: on a tiny Qwen2 config, three steps on one batch
@@ -163,9 +164,7 @@ impl<'a> Trainer<'a> {
             }
         }
         let loss_scale = self.scaler.scale();
-        if self.scaler.enabled() {
-            grads.scale_all(1.0 / loss_scale)?;
-        }
+        self.adam.inv_loss_scale = 1.0 / loss_scale;
         let (grad_norm, overflow) =
             match update(&mut self.adam, &self.params, &grads, Some(1.0), loss)? {
                 Update::Applied { grad_norm } => {

@@ -36,6 +36,10 @@ pub struct AdamW {
     pub beta2: f32,
     pub eps: f32,
     pub weight_decay: f32,
+    /// Every gradient is multiplied by this before the norm, clipping and the update: 1 / the
+    /// loss scale when the loss was scaled (f16), so that the gradients need no unscaling
+    /// pass of their own (torch's `GradScaler.unscale_`); 1 otherwise.
+    pub inv_loss_scale: f32,
     state: HashMap<TensorId, ParamState>,
     steps: u64,
 }
@@ -90,18 +94,20 @@ fn pairs<'a>(
 /// What one [`AdamW::step`] measured, left on the GPU until asked for.
 #[derive(Debug, Clone)]
 pub struct StepStats {
-    /// `[gradient norm, clip scale]` (the scale is 1 when not clipping).
+    /// `[gradient norm, clip scale, clip scale * inv_loss_scale]` (the clip scale is 1 when
+    /// not clipping; the norm is of the unscaled gradients).
     pub norm_and_scale: Tensor,
     /// Parameters updated (those with a gradient).
     pub updated: usize,
 }
 
 impl StepStats {
-    /// The global L2 norm of the gradients, before clipping (downloads two floats).
+    /// The global L2 norm of the (unscaled) gradients, before clipping (downloads three
+    /// floats).
     pub fn grad_norm(&self) -> Result<f32> {
         Ok(self.norm_and_scale.to_vec()?[0])
     }
-    /// The factor the gradients were multiplied by (downloads two floats).
+    /// The factor clipping multiplied the unscaled gradients by (downloads three floats).
     pub fn clip_scale(&self) -> Result<f32> {
         Ok(self.norm_and_scale.to_vec()?[1])
     }
@@ -116,6 +122,7 @@ impl AdamW {
             beta2: 0.999,
             eps: 1e-8,
             weight_decay: 0.01,
+            inv_loss_scale: 1.0,
             state: HashMap::new(),
             steps: 0,
         }
@@ -141,7 +148,7 @@ impl AdamW {
 
     /// [`AdamW::step`], unless the gradients' global norm is NaN or infinite (some gradient
     /// is): then nothing changes, neither the parameters nor their moments nor any step
-    /// count, and the norm is returned. Waits for the norm (one download of two floats).
+    /// count, and the norm is returned. Waits for the norm (one download of three floats).
     pub fn step_if_finite(
         &mut self,
         params: &[Tensor],
@@ -159,7 +166,7 @@ impl AdamW {
         })
     }
 
-    /// `[norm, clip scale]` of the gradients, on the GPU.
+    /// `[norm, clip scale, factor of the raw gradients]`, on the GPU.
     fn norm(
         &self,
         dev: &Device,
@@ -167,8 +174,8 @@ impl AdamW {
         max_norm: Option<f32>,
     ) -> Result<Tensor> {
         let grad_list: Vec<&Tensor> = pairs.iter().map(|&(_, g)| g).collect();
-        let stats = Tensor::uninit(dev, OP, &[2], DType::F32)?;
-        norm_into(dev, &grad_list, &stats, max_norm)?;
+        let stats = Tensor::uninit(dev, OP, &[3], DType::F32)?;
+        norm_into(dev, &grad_list, &stats, max_norm, self.inv_loss_scale)?;
         Ok(stats)
     }
 
@@ -268,12 +275,19 @@ pub fn global_norm(grads: &[&Tensor]) -> Result<Tensor> {
     };
     let dev = first.device().clone();
     let out = Tensor::uninit(&dev, "global_norm", &[], DType::F32)?;
-    norm_into(&dev, grads, &out, None)?;
+    norm_into(&dev, grads, &out, None, 1.0)?;
     Ok(out)
 }
 
-/// `out = [norm]` or `out = [norm, clip scale]` over `grads` (f32, on `dev`).
-fn norm_into(dev: &Device, grads: &[&Tensor], out: &Tensor, max_norm: Option<f32>) -> Result<()> {
+/// `out = [norm]` or `out = [norm, clip scale, clip scale * unscale]` over `grads` (f32, on
+/// `dev`), each element taken times `unscale`.
+fn norm_into(
+    dev: &Device,
+    grads: &[&Tensor],
+    out: &Tensor,
+    max_norm: Option<f32>,
+    unscale: f32,
+) -> Result<()> {
     const OP: &str = "global_norm";
     for g in grads {
         g.expect_dtype(OP, DType::F32)?;
@@ -287,10 +301,14 @@ fn norm_into(dev: &Device, grads: &[&Tensor], out: &Tensor, max_norm: Option<f32
     for g in grads {
         run(
             OP,
-            &k::sumsq_partial(g.elem_count(), offset),
+            &k::sumsq_partial(g.elem_count(), offset, unscale),
             &[g, &partials],
         )?;
         offset += k::partials_for(g.elem_count());
     }
-    run(OP, &k::norm_finalize(count, max_norm), &[&partials, out])
+    run(
+        OP,
+        &k::norm_finalize(count, max_norm, unscale),
+        &[&partials, out],
+    )
 }
