@@ -1,6 +1,7 @@
 //! Execution: GPU storage from the pool, the pipeline cache keyed by (kernel, entry point,
 //! override constants), and one pending command encoder that ops record into and that is
-//! submitted at sync points (a download, a full uniform ring, or an explicit `sync`).
+//! submitted at sync points (a download, an explicit `sync`) and, without waiting, every
+//! [`SUBMIT_EVERY`] dispatches.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +17,10 @@ use crate::profile::Profiler;
 const PARAM_SLOT: u64 = 256;
 /// Uniform ring size: the number of dispatches per submission is at most RING / slot.
 const UNIFORM_RING: u64 = 1 << 20;
+/// Dispatches after which the open batch is submitted without waiting, so that the GPU starts
+/// on a long step (a training step records thousands) while the host records the rest,
+/// instead of idling until the first sync point.
+pub(crate) const SUBMIT_EVERY: u32 = 256;
 
 /// A GPU buffer lent by the pool; returned to it on drop.
 pub(crate) struct Storage {
@@ -51,6 +56,8 @@ pub(crate) struct Runtime {
     ring_bytes: Vec<u8>,
     slot: u64,
     pub(crate) dispatches_total: u64,
+    /// Dispatches in the open batch.
+    batch_dispatches: u32,
     /// Command buffers submitted to the queue (one per flush).
     pub(crate) submits_total: u64,
     /// Timestamps around every dispatch, while `Device::profile_start` is in effect.
@@ -74,6 +81,7 @@ impl Runtime {
             ring_bytes: Vec::new(),
             slot,
             dispatches_total: 0,
+            batch_dispatches: 0,
             submits_total: 0,
             profiler: None,
         }
@@ -348,6 +356,10 @@ impl Device {
             pass.dispatch_workgroups(x, y, z);
         }
         rt.dispatches_total += 1;
+        rt.batch_dispatches += 1;
+        if rt.batch_dispatches >= SUBMIT_EVERY {
+            rt.flush(&self.0.queue);
+        }
         Ok(())
     }
 }
@@ -376,6 +388,7 @@ impl Runtime {
             }
             queue.submit([enc.finish()]);
             self.submits_total += 1;
+            self.batch_dispatches = 0;
             if let Some(p) = &mut self.profiler {
                 p.collect();
             }

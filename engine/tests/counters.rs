@@ -30,3 +30,28 @@ fn counts_dispatches_and_submits() {
     );
     assert_eq!(dev.dispatch_count(), dev.counters().dispatches);
 }
+
+#[test]
+fn long_sequences_are_submitted_in_batches_without_waiting() {
+    let mut opts = DeviceOptions::from_env();
+    opts.shader_checks = true;
+    let dev = Device::with_options(opts).expect("a GPU adapter (lavapipe on CPU machines)");
+    let mut x = Tensor::from_slice(&dev, &[0.5f32; 300], &[300]).unwrap();
+    dev.sync().unwrap();
+    let before = dev.counters();
+    // A chain across submissions (each op reads the last one's output) and past the uniform
+    // ring's 4096 parameter slots, so that the ring is rewritten while earlier batches may
+    // still be queued.
+    let n = 5000;
+    for _ in 0..n {
+        x = x.add_scalar(1.0).unwrap();
+    }
+    let recorded = dev.counters() - before;
+    assert_eq!(recorded.dispatches, n);
+    assert_eq!(
+        recorded.submits,
+        n / 256,
+        "one submission per 256 dispatches, before any sync point"
+    );
+    assert_eq!(x.to_vec().unwrap(), vec![5000.5f32; 300]);
+}
