@@ -4,6 +4,7 @@
 
 use engine::{Device, Profile};
 use serde_json::{json, Map, Value};
+use trainer::profile::kernel_rows;
 
 /// Kernels (merged over grids) and single grids kept in a row.
 const TOP_KERNELS: usize = 15;
@@ -24,24 +25,6 @@ pub fn profiled<T>(
     let profile = dev.profile_stop();
     out?;
     Ok(Some(profile?))
-}
-
-fn kernel_rows(list: &[engine::KernelTime], n: usize, total_ns: f64, grid: bool) -> Value {
-    list.iter()
-        .take(n)
-        .map(|k| {
-            let mut row = json!({
-                "kernel": format!("{} ({}::{})", k.op, k.source, k.entry),
-                "ms": round(k.ns / 1e6, 3),
-                "calls": k.calls,
-                "share": round(k.ns / total_ns.max(1.0), 4),
-            });
-            if grid {
-                row["workgroups"] = json!(k.workgroups);
-            }
-            row
-        })
-        .collect()
 }
 
 fn round(x: f64, digits: i32) -> f64 {

@@ -9,6 +9,7 @@ pub mod eval;
 pub mod guard;
 pub mod hub;
 pub mod plot;
+pub mod profile;
 pub mod progress;
 pub mod resolve;
 pub mod scaler;

@@ -107,6 +107,10 @@ struct TrainArgs {
     /// overflow, which is then skipped; doubled after 2000 good steps).
     #[arg(long, default_value_t = 65536.0)]
     loss_scale: f32,
+    /// Time every GPU kernel of step N (timestamp queries; the step runs a little slower) and
+    /// write the longest first to OUTPUT/profile.txt and OUTPUT/profile.json.
+    #[arg(long, value_name = "N")]
+    profile_step: Option<usize>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -424,6 +428,7 @@ fn run_training(args: &TrainArgs) -> Result<()> {
         },
         initial_loss_scale: args.loss_scale,
         max_bad_steps: args.max_bad_steps,
+        profile_step: args.profile_step,
     };
     eprintln!(
         "{}: {} examples, {} loss tokens ({} truncated to --max-length {}, {} dropped); {} on {}: linear layers in {:?}{}",

@@ -54,6 +54,8 @@ pub struct TrainOptions {
     pub initial_loss_scale: f32,
     /// Stop after this many steps in a row with a NaN or infinite loss or gradient norm.
     pub max_bad_steps: usize,
+    /// Time every GPU kernel of this (1-based) step into OUTPUT/profile.{json,txt}.
+    pub profile_step: Option<usize>,
 }
 
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
@@ -308,7 +310,17 @@ fn run_steps(
         total,
     };
     let mut bad = crate::guard::BadSteps::new(opts.max_bad_steps);
+    if let Some(at) = opts.profile_step {
+        crate::profile::check_step(&dev, at, start, total)?;
+    }
     for (step, batch) in steps.iter().enumerate().skip(start) {
+        // The profiled step ends here, whichever way it went (a skipped step included).
+        if let Some(line) = crate::profile::finish(&dev, step, &opts.output)? {
+            eprintln!("{line}");
+        }
+        if opts.profile_step == Some(step + 1) {
+            dev.profile_start()?;
+        }
         let started = Instant::now();
         let alpha = opts.alpha.at(step, total);
         let objective = objective_for(alpha);
@@ -377,6 +389,9 @@ fn run_steps(
         bad.good();
         progress.done = step + 1;
         let secs = started.elapsed().as_secs_f64();
+        if let Some(line) = crate::profile::finish(&dev, step + 1, &opts.output)? {
+            eprintln!("{line}");
+        }
         let m = StepMetrics {
             step: step + 1,
             loss: loss_sum,
@@ -414,6 +429,9 @@ fn run_steps(
                 opts,
             )?;
         }
+    }
+    if let Some(line) = crate::profile::finish(&dev, total, &opts.output)? {
+        eprintln!("{line}");
     }
     save_checkpoint(
         model,
