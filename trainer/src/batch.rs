@@ -1,8 +1,19 @@
 //! From examples to the arrays one forward pass takes: shuffling by seed, a held-out split,
-//! and micro-batches padded on the right to their longest sequence (right padding keeps
-//! causal attention exact for the real tokens; pads carry no loss).
+//! and micro-batches padded on the right to their longest sequence, rounded up to a multiple
+//! of [`SEQ_MULTIPLE`] (right padding keeps causal attention exact for the real tokens; pads
+//! carry no loss).
 
 use crate::data::Example;
+
+/// Padded sequence lengths are multiples of this, so that the tokens of a micro-batch (the M
+/// of every linear layer's product) fit the 16 x 16 tiles of the cooperative-matrix kernels;
+/// otherwise each product would fall back to the SIMT kernel.
+pub const SEQ_MULTIPLE: usize = 16;
+
+/// `longest` rounded up to the padded length of a micro-batch.
+pub fn padded_len(longest: usize) -> usize {
+    longest.max(1).next_multiple_of(SEQ_MULTIPLE)
+}
 
 /// A micro-batch: `ids`, `targets` and `mask` are (batch, seq_len) row-major. Position t of
 /// row b predicts `targets[b][t]` (the next token) with weight `mask[b][t]` (0 or 1).
@@ -16,15 +27,10 @@ pub struct MicroBatch {
 }
 
 impl MicroBatch {
-    /// Pad `examples` on the right with `pad_id`.
+    /// Pad `examples` on the right with `pad_id` to [`padded_len`] of the longest.
     pub fn new(examples: &[&Example], pad_id: u32) -> MicroBatch {
         let batch = examples.len();
-        let seq_len = examples
-            .iter()
-            .map(|e| e.ids.len())
-            .max()
-            .unwrap_or(0)
-            .max(1);
+        let seq_len = padded_len(examples.iter().map(|e| e.ids.len()).max().unwrap_or(0));
         let mut mb = MicroBatch {
             batch,
             seq_len,
@@ -102,7 +108,8 @@ pub fn split(n: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
 }
 
 /// Group `order` (indices into `examples`) into micro-batches of at most `max_sequences`
-/// sequences and at most `max_tokens` padded tokens each (a longer sequence goes alone).
+/// sequences and at most `max_tokens` padded tokens each (padded as [`MicroBatch::new`] pads;
+/// a longer sequence goes alone).
 pub fn micro_batches(
     examples: &[Example],
     order: &[usize],
@@ -116,7 +123,8 @@ pub fn micro_batches(
         let len = examples[i].ids.len();
         let new_longest = longest.max(len);
         if !cur.is_empty()
-            && (cur.len() >= max_sequences || new_longest * (cur.len() + 1) > max_tokens)
+            && (cur.len() >= max_sequences
+                || padded_len(new_longest) * (cur.len() + 1) > max_tokens)
         {
             out.push(std::mem::take(&mut cur));
             longest = 0;
@@ -146,11 +154,20 @@ mod tests {
         let a = ex(&[1, 2, 3, 4], &[false, false, true, true]);
         let b = ex(&[5, 6], &[false, true]);
         let mb = MicroBatch::new(&[&a, &b], 0);
-        assert_eq!((mb.batch, mb.seq_len), (2, 4));
-        assert_eq!(mb.ids, vec![1, 2, 3, 4, 5, 6, 0, 0]);
-        assert_eq!(mb.targets, vec![2, 3, 4, 0, 6, 0, 0, 0]);
-        assert_eq!(mb.mask, vec![0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0]);
+        // Both rows padded to 16, the tile of the cooperative-matrix kernels.
+        assert_eq!((mb.batch, mb.seq_len), (2, 16));
+        let row = |v: &[u32]| [v, &vec![0; 16 - v.len()]].concat();
+        assert_eq!(mb.ids, [row(&[1, 2, 3, 4]), row(&[5, 6])].concat());
+        assert_eq!(mb.targets, [row(&[2, 3, 4]), row(&[6])].concat());
+        let mut mask = vec![0.0; 32];
+        mask[1] = 1.0;
+        mask[2] = 1.0;
+        mask[16] = 1.0;
+        assert_eq!(mb.mask, mask);
         assert_eq!(mb.loss_tokens(), 3);
+        let long = ex(&[7; 17], &[true; 17]);
+        assert_eq!(MicroBatch::new(&[&long], 0).seq_len, 32);
+        assert_eq!(MicroBatch::new(&[], 0).seq_len, 16);
     }
 
     #[test]
@@ -188,7 +205,13 @@ mod tests {
         for mb in &mbs {
             let longest = mb.iter().map(|&i| lens[i]).max().unwrap();
             assert!(mb.len() <= 3);
-            assert!(mb.len() == 1 || longest * mb.len() <= 64, "{mb:?}");
+            assert!(
+                mb.len() == 1 || padded_len(longest) * mb.len() <= 64,
+                "{mb:?}"
+            );
         }
+        // 10 and 3 pad to 16 each: two fit 64 tokens, 50 (padded to 64) goes alone.
+        assert_eq!(mbs[0], vec![0, 1]);
+        assert_eq!(mbs[1], vec![2]);
     }
 }
