@@ -44,7 +44,7 @@ CONFIGS = {
 COMMON = dict(vocab_size=151936, rms_norm_eps=1e-6, rope_theta=1000000.0,
               tie_word_embeddings=True, hidden_act="silu", use_sliding_window=False,
               bos_token_id=151643, eos_token_id=151643, attention_dropout=0.0)
-DEFAULT_PLAN = "train-bf16,diagnose-bf16,train-f32,diagnose-f32,objective"
+DEFAULT_PLAN = "train-bf16,diagnose-bf16,train-f32,diagnose-f32,objective,objective-bf16"
 
 
 def emit(row):

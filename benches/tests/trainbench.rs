@@ -42,7 +42,7 @@ fn smoke_run_prints_checked_figures() {
         .iter()
         .flat_map(|p| named(p))
         .collect();
-    assert_eq!(figures.len(), 6, "{stdout}");
+    assert_eq!(figures.len(), 7, "{stdout}");
     for f in figures {
         assert_eq!(f["ok"], true, "{f}");
         assert!(f["ref"].is_string(), "{f}");

@@ -4,328 +4,12 @@
 //! and 1; the backward against finite differences; the forward-only log-probability path.
 
 mod common;
+mod objective_ref;
 use common::*;
+use objective_ref::*;
 
-use engine::ops::objective::{
-    lm_head_log_probs, lm_head_objective, Objective, ObjectiveOutput, ThresholdLoss,
-};
-use engine::{tape_len, Tensor};
-use rand::Rng;
-
-/// One problem: x (n, d), the LM head as chunks of `chunks[c]` rows (concatenated in `w`).
-#[derive(Clone)]
-struct Problem {
-    n: usize,
-    d: usize,
-    chunks: Vec<usize>,
-    x: Vec<f32>,
-    w: Vec<f32>,
-    targets: Vec<u32>,
-    mask: Vec<f32>,
-    /// Threshold probabilities, used by `Threshold` objectives when `use_thr`.
-    thr: Vec<f32>,
-}
-
-impl Problem {
-    fn random(seed: u64, n: usize, d: usize, chunks: &[usize], spread: f32) -> Problem {
-        let mut r = rng(seed);
-        let v: usize = chunks.iter().sum();
-        let x = randn(&mut r, n * d).iter().map(|a| a * spread).collect();
-        let w = randn(&mut r, v * d);
-        let targets = (0..n).map(|_| r.random_range(0..v as u32)).collect();
-        // Mostly 1, some 0, some fractional weights; token 0 always kept.
-        let mask = (0..n)
-            .map(|i| match (i, r.random_range(0..10)) {
-                (0, _) => 1.0,
-                (_, 0 | 1) => 0.0,
-                (_, 2) => 0.5,
-                _ => 1.0,
-            })
-            .collect();
-        // Away from the threshold 0.5 used in the tests.
-        let thr = (0..n)
-            .map(|_| {
-                let t: f32 = r.random_range(0.0..0.49);
-                if r.random_bool(0.5) {
-                    t
-                } else {
-                    1.0 - t
-                }
-            })
-            .collect();
-        Problem {
-            n,
-            d,
-            chunks: chunks.to_vec(),
-            x,
-            w,
-            targets,
-            mask,
-            thr,
-        }
-    }
-
-    fn vocab(&self) -> usize {
-        self.chunks.iter().sum()
-    }
-
-    /// f64 log p of every token (-inf for targets outside the vocabulary) and the logits.
-    fn log_probs(&self) -> (Vec<f64>, Vec<Vec<f64>>) {
-        let (d, v) = (self.d, self.vocab());
-        let mut lps = Vec::new();
-        let mut softmaxes = Vec::new();
-        for i in 0..self.n {
-            let z: Vec<f64> = (0..v)
-                .map(|j| {
-                    (0..d)
-                        .map(|k| self.x[i * d + k] as f64 * self.w[j * d + k] as f64)
-                        .sum()
-                })
-                .collect();
-            let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let lse = m + z.iter().map(|a| (a - m).exp()).sum::<f64>().ln();
-            let t = self.targets[i] as usize;
-            lps.push(if t < v { z[t] - lse } else { f64::NEG_INFINITY });
-            softmaxes.push(z.iter().map(|a| (a - lse).exp()).collect());
-        }
-        (lps, softmaxes)
-    }
-}
-
-/// The f64 reference of everything `lm_head_objective` returns.
-struct Reference {
-    loss: f64,
-    log_p: Vec<f64>,
-    token_loss: Vec<f64>,
-    dx: Vec<f64>,
-    dw: Vec<f64>,
-}
-
-/// (loss l, weight w = -dl/dlog p, kept) of one token, the formulas written directly.
-fn token(obj: &Objective, lp: f64, thr: Option<f64>) -> (f64, f64, bool) {
-    let p = lp.exp();
-    match *obj {
-        Objective::Nll => (-lp, 1.0, true),
-        Objective::FAlpha(0.0) => (-lp, 1.0, true),
-        Objective::FAlpha(a) => {
-            let a = a as f64;
-            ((1.0 - p.powf(a)) / a, p.powf(a), true)
-        }
-        Objective::Threshold {
-            q,
-            keep_above,
-            loss,
-        } => {
-            let pt = thr.unwrap_or(p);
-            let keep = if keep_above {
-                pt >= q as f64
-            } else {
-                pt <= q as f64
-            };
-            let (l, w) = match loss {
-                ThresholdLoss::OneMinusP => (1.0 - p, p),
-                ThresholdLoss::Nll => (-lp, 1.0),
-            };
-            (l, w, keep)
-        }
-        Objective::NegPow(q) => {
-            let q = q as f64;
-            (-p.powf(q) / q, p.powf(q), true)
-        }
-        Objective::Unlikelihood => ((1.0 - p + 1e-3).ln(), p / (1.0 - p + 1e-3), true),
-        Objective::Dft => (-p * lp, p, true),
-    }
-}
-
-fn reference(pb: &Problem, obj: &Objective, use_thr: bool) -> Reference {
-    let (n, d, v) = (pb.n, pb.d, pb.vocab());
-    let (log_p, sm) = pb.log_probs();
-    let mut kept_w = vec![0.0; n];
-    let mut grad_w = vec![0.0; n];
-    let mut token_loss = vec![0.0; n];
-    for i in 0..n {
-        let thr = use_thr.then_some(pb.thr[i] as f64);
-        if pb.mask[i] == 0.0 || (pb.targets[i] as usize) >= v {
-            continue;
-        }
-        let (l, w, keep) = token(obj, log_p[i], thr);
-        if keep {
-            kept_w[i] = pb.mask[i] as f64;
-            grad_w[i] = kept_w[i] * w;
-            token_loss[i] = kept_w[i] * l;
-        }
-    }
-    let den: f64 = kept_w.iter().sum();
-    let loss = if den > 0.0 {
-        token_loss.iter().sum::<f64>() / den
-    } else {
-        0.0
-    };
-    let mut dx = vec![0.0; n * d];
-    let mut dw = vec![0.0; v * d];
-    for i in 0..n {
-        if grad_w[i] == 0.0 {
-            continue;
-        }
-        for j in 0..v {
-            let onehot = if j == pb.targets[i] as usize {
-                1.0
-            } else {
-                0.0
-            };
-            let g = grad_w[i] / den * (sm[i][j] - onehot);
-            for k in 0..d {
-                dx[i * d + k] += g * pb.w[j * d + k] as f64;
-                dw[j * d + k] += g * pb.x[i * d + k] as f64;
-            }
-        }
-    }
-    Reference {
-        loss,
-        log_p,
-        token_loss,
-        dx,
-        dw,
-    }
-}
-
-/// Run the fused op with x and every chunk as variables: its output and (dx, dW joined).
-fn run_gpu(pb: &Problem, obj: &Objective, use_thr: bool) -> (ObjectiveOutput, Vec<f32>, Vec<f32>) {
-    let (n, d) = (pb.n, pb.d);
-    let x = tensor(&pb.x, &[n, d]).var();
-    let mut chunks = Vec::new();
-    let mut start = 0;
-    for &rows in &pb.chunks {
-        chunks.push(tensor(&pb.w[start * d..(start + rows) * d], &[rows, d]).var());
-        start += rows;
-    }
-    let targets = Tensor::from_u32_slice(&dev(), &pb.targets, &[n]).unwrap();
-    let mask = tensor(&pb.mask, &[n]);
-    let thr = tensor(&pb.thr, &[n]);
-    let out =
-        lm_head_objective(&x, &chunks, &targets, &mask, obj, use_thr.then_some(&thr)).unwrap();
-    let grads = out.loss.backward().unwrap();
-    let dx = grads.get(&x).unwrap().to_vec().unwrap();
-    let mut dw = Vec::new();
-    for c in &chunks {
-        let g = grads.get(c).unwrap();
-        assert_eq!(g.shape(), c.shape());
-        dw.extend(g.to_vec().unwrap());
-    }
-    (out, dx, dw)
-}
-
-/// |got - want| <= tol * max |want| elementwise (gradients: relative to the tensor's scale).
-fn assert_rel(what: &str, got: &[f32], want: &[f64], tol: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().fold(0.0f64, |a, b| a.max(b.abs()));
-    let mut worst = (0.0f64, 0usize);
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        assert!(g.is_finite(), "{what}[{i}]: got {g}, want {w}");
-        let err = (g as f64 - w).abs() / scale.max(f64::MIN_POSITIVE);
-        if err > worst.0 {
-            worst = (err, i);
-        }
-    }
-    eprintln!("{what}: max error {:.3e} of scale {scale:.3e}", worst.0);
-    assert!(
-        worst.0 <= tol,
-        "{what}: error {:.3e} > {tol:e} at [{}]: got {}, want {}",
-        worst.0,
-        worst.1,
-        got.get(worst.1).copied().unwrap_or(0.0),
-        want.get(worst.1).copied().unwrap_or(0.0)
-    );
-}
-
-/// Compare every output of the fused op with the reference.
-fn check(what: &str, pb: &Problem, obj: &Objective, use_thr: bool) {
-    let want = reference(pb, obj, use_thr);
-    let (out, dx, dw) = run_gpu(pb, obj, use_thr);
-    let what = format!(
-        "{what} {obj:?}{} n={} d={} chunks={:?}",
-        if use_thr { " (thr given)" } else { "" },
-        pb.n,
-        pb.d,
-        pb.chunks
-    );
-    assert_close(
-        &format!("{what} loss"),
-        &[out.loss.to_scalar().unwrap()],
-        &[want.loss],
-        F32_TOL,
-    );
-    // Targets outside the vocabulary have log p = -inf; the others are compared.
-    let got_lp = out.log_p.to_vec().unwrap();
-    let finite: Vec<usize> = (0..pb.n).filter(|&i| want.log_p[i].is_finite()).collect();
-    for i in (0..pb.n).filter(|i| !finite.contains(i)) {
-        assert_eq!(got_lp[i], f32::NEG_INFINITY, "{what}: log p of token {i}");
-    }
-    assert_close(
-        &format!("{what} log_p"),
-        &finite.iter().map(|&i| got_lp[i]).collect::<Vec<_>>(),
-        &finite.iter().map(|&i| want.log_p[i]).collect::<Vec<_>>(),
-        F32_TOL,
-    );
-    assert_close(
-        &format!("{what} token_loss"),
-        &out.token_loss.to_vec().unwrap(),
-        &want.token_loss,
-        F32_TOL,
-    );
-    assert_rel(&format!("{what} dx"), &dx, &want.dx, F32_TOL);
-    assert_rel(&format!("{what} dW"), &dw, &want.dw, F32_TOL);
-}
-
-/// A threshold between the median probabilities of `pb`'s kept tokens, away from both.
-fn median_q(pb: &Problem) -> f32 {
-    let (lp, _) = pb.log_probs();
-    let mut ps: Vec<f64> = lp.iter().map(|l| l.exp()).collect();
-    ps.sort_by(f64::total_cmp);
-    let m = ps.len() / 2;
-    if m == 0 {
-        return (ps[0] * 0.5) as f32;
-    }
-    let q = (ps[m - 1] * ps[m]).sqrt();
-    assert!(ps[m] / ps[m - 1] > 1.001, "probabilities too close");
-    q as f32
-}
-
-/// Every objective, threshold variants with given and current probabilities.
-fn objectives(pb: &Problem) -> Vec<(Objective, bool)> {
-    let q = median_q(pb);
-    let th = |q, keep_above, loss| Objective::Threshold {
-        q,
-        keep_above,
-        loss,
-    };
-    let mut v = base_objectives();
-    v.extend([
-        (th(0.5, true, ThresholdLoss::OneMinusP), true),
-        (th(0.5, false, ThresholdLoss::Nll), true),
-        (th(q, true, ThresholdLoss::Nll), false),
-        (th(q, false, ThresholdLoss::OneMinusP), false),
-    ]);
-    v
-}
-
-/// Every objective but the thresholded ones.
-fn base_objectives() -> Vec<(Objective, bool)> {
-    [
-        Objective::Nll,
-        Objective::FAlpha(0.0),
-        Objective::FAlpha(0.5),
-        Objective::FAlpha(1.0),
-        Objective::FAlpha(10.0),
-        Objective::NegPow(0.5),
-        Objective::NegPow(2.0),
-        Objective::Unlikelihood,
-        Objective::Dft,
-    ]
-    .into_iter()
-    .map(|o| (o, false))
-    .collect()
-}
+use engine::ops::objective::{lm_head_log_probs, lm_head_objective, Objective, ThresholdLoss};
+use engine::{tape_len, DType, Tensor};
 
 #[test]
 fn every_objective_matches_reference() {
@@ -365,7 +49,7 @@ fn edge_shapes_match_reference() {
 fn masked_tokens_contribute_nothing() {
     let mut pb = Problem::random(11, 33, 8, &[100, 57], 1.0);
     let obj = Objective::FAlpha(1.0);
-    let (out, dx, dw) = run_gpu(&pb, &obj, false);
+    let (out, dx, dw) = run_gpu(&pb, &obj, false, DType::F32);
     // Whatever a masked token holds changes nothing but its own log p.
     let masked: Vec<usize> = (0..pb.n).filter(|&i| pb.mask[i] == 0.0).collect();
     assert!(!masked.is_empty());
@@ -375,7 +59,7 @@ fn masked_tokens_contribute_nothing() {
             pb.x[i * pb.d + k] *= -3.0;
         }
     }
-    let (out2, dx2, dw2) = run_gpu(&pb, &obj, false);
+    let (out2, dx2, dw2) = run_gpu(&pb, &obj, false, DType::F32);
     assert_eq!(
         out.loss.to_scalar().unwrap(),
         out2.loss.to_scalar().unwrap()
@@ -396,7 +80,7 @@ fn masked_tokens_contribute_nothing() {
     pb.mask.iter_mut().for_each(|m| *m = 0.0);
     for obj in [Objective::Nll, Objective::FAlpha(0.5), Objective::Dft] {
         check("all masked", &pb, &obj, false);
-        let (out, dx, dw) = run_gpu(&pb, &obj, false);
+        let (out, dx, dw) = run_gpu(&pb, &obj, false, DType::F32);
         assert_eq!(out.loss.to_scalar().unwrap(), 0.0);
         assert!(dx.iter().chain(&dw).all(|&g| g == 0.0));
         assert!(out.token_loss.to_vec().unwrap().iter().all(|&l| l == 0.0));
@@ -408,7 +92,7 @@ fn masked_tokens_contribute_nothing() {
         loss: ThresholdLoss::Nll,
     };
     pb.mask.iter_mut().for_each(|m| *m = 1.0);
-    let (out, dx, _) = run_gpu(&pb, &none, false);
+    let (out, dx, _) = run_gpu(&pb, &none, false, DType::F32);
     assert_eq!(out.loss.to_scalar().unwrap(), 0.0);
     assert!(dx.iter().all(|&g| g == 0.0));
 }
@@ -421,14 +105,14 @@ fn out_of_range_targets_are_not_kept() {
     pb.targets[3] = u32::MAX;
     let obj = Objective::FAlpha(0.5);
     check("out of range", &pb, &obj, false);
-    let (out, dx, _) = run_gpu(&pb, &obj, false);
+    let (out, dx, _) = run_gpu(&pb, &obj, false, DType::F32);
     let lp = out.log_p.to_vec().unwrap();
     assert!(lp[1] == f32::NEG_INFINITY && lp[3] == f32::NEG_INFINITY);
     // The same as masking them.
     let mut masked = pb;
     masked.mask[1] = 0.0;
     masked.mask[3] = 0.0;
-    let (out2, dx2, _) = run_gpu(&masked, &obj, false);
+    let (out2, dx2, _) = run_gpu(&masked, &obj, false, DType::F32);
     assert_eq!(
         out.loss.to_scalar().unwrap(),
         out2.loss.to_scalar().unwrap()
@@ -465,7 +149,7 @@ fn extreme_probabilities_stay_finite_and_exact() {
     for pb in [&pb, &pb1] {
         for (obj, use_thr) in objectives_fixed() {
             check("extreme", pb, &obj, use_thr);
-            let (out, dx, dw) = run_gpu(pb, &obj, use_thr);
+            let (out, dx, dw) = run_gpu(pb, &obj, use_thr, DType::F32);
             let lp = out.log_p.to_vec().unwrap();
             let tl = out.token_loss.to_vec().unwrap();
             assert!(out.loss.to_scalar().unwrap().is_finite());
@@ -473,8 +157,8 @@ fn extreme_probabilities_stay_finite_and_exact() {
             assert!(tl.iter().chain(&dx).chain(&dw).all(|g| g.is_finite()));
         }
         // alpha = 0 is exactly NLL: bit for bit the same as Nll, token loss = -log p.
-        let (a, dxa, dwa) = run_gpu(pb, &Objective::FAlpha(0.0), false);
-        let (b, dxb, dwb) = run_gpu(pb, &Objective::Nll, false);
+        let (a, dxa, dwa) = run_gpu(pb, &Objective::FAlpha(0.0), false, DType::F32);
+        let (b, dxb, dwb) = run_gpu(pb, &Objective::Nll, false, DType::F32);
         let lp = a.log_p.to_vec().unwrap();
         let tl = a.token_loss.to_vec().unwrap();
         assert_eq!(tl, lp.iter().map(|l| -l).collect::<Vec<_>>());

@@ -17,6 +17,7 @@ pub mod layout;
 pub mod matmul;
 pub mod norm;
 pub mod objective;
+pub mod objective_block;
 pub mod optim;
 pub mod reduce;
 pub mod rope;
@@ -39,6 +40,7 @@ pub fn all_sources() -> Vec<&'static Source> {
     all.extend(cast::sources());
     all.extend(optim::sources());
     all.extend(objective::sources());
+    all.extend(objective_block::sources());
     all
 }
 

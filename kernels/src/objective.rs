@@ -7,7 +7,10 @@ use crate::{grid_for, Kernel, Launch, Needs, Params, Source};
 
 pub static SOURCE: Source = Source {
     name: "objective",
-    wgsl: include_str!("../wgsl/objective.wgsl"),
+    wgsl: concat!(
+        include_str!("../wgsl/objective.wgsl"),
+        include_str!("../wgsl/objective_math.wgsl")
+    ),
     needs: Needs {
         f16: false,
         subgroups: false,

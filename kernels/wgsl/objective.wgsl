@@ -37,6 +37,7 @@
 // tokens) and dx (each owning tokens, looping over the block's vocabulary) be plain
 // register-tiled products, with the logits computed once in the forward and once here.
 // Edge tiles: loads past the sizes read zero, stores past them are skipped.
+// LOWEST, online, merge and expm1 are in objective_math.wgsl, appended to this file.
 
 struct Params {
     n: u32,
@@ -110,8 +111,6 @@ const WG: u32 = 128u;
 const PER_THREAD: u32 = 8u;
 // vec4s per k-row of a staged slab (BM / 4 plus one of padding against bank conflicts).
 const LDS: u32 = 17u;
-// Lowest finite f32: a running max starts here so that exp(LOWEST - max) is 0, not NaN.
-const LOWEST: f32 = -3.4028235e38;
 const NONE: u32 = 0xffffffffu;
 const FIN_WG: u32 = 256u;
 
@@ -201,22 +200,6 @@ fn f_tile(m0: u32, n0: u32, lid: u32) -> array<vec4<f32>, 8> {
     return acc;
 }
 
-// A running (max m, rest r = sum of exp(z - m) over the other elements) with element v folded
-// in when `ok`: one exp, no branch. The empty state is (LOWEST, 0).
-fn online(s: vec2<f32>, v: f32, ok: bool) -> vec2<f32> {
-    let e = exp(-abs(v - s.x));
-    let r = select(s.y + e, (s.y + 1.0) * e, v > s.x);
-    return select(s, vec2<f32>(max(s.x, v), r), ok);
-}
-
-// Two (max, rest) states merged: the smaller max's state, its max included, joins the rest.
-fn merge(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
-    if (a.x >= b.x) {
-        return vec2<f32>(a.x, a.y + (1.0 + b.y) * exp(b.x - a.x));
-    }
-    return vec2<f32>(b.x, b.y + (1.0 + a.y) * exp(a.x - b.x));
-}
-
 fn flat_get(i: u32) -> vec2<f32> {
     return vec2<f32>(sa[i / 4u][i % 4u], sb[i / 4u][i % 4u]);
 }
@@ -295,23 +278,6 @@ fn obj_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
 }
 
 // ---- per-token objective ----
-
-// exp(u) - 1 without cancellation for small |u|.
-fn expm1(u: f32) -> f32 {
-    if (abs(u) < 0.25) {
-        // Taylor series to u^8: truncation below 2e-11 relative.
-        var t = 1.0 / 40320.0;
-        t = fma(t, u, 1.0 / 5040.0);
-        t = fma(t, u, 1.0 / 720.0);
-        t = fma(t, u, 1.0 / 120.0);
-        t = fma(t, u, 1.0 / 24.0);
-        t = fma(t, u, 1.0 / 6.0);
-        t = fma(t, u, 0.5);
-        t = fma(t, u, 1.0);
-        return t * u;
-    }
-    return exp(u) - 1.0;
-}
 
 // log(1 + u) for u >= 0, accurate also for small u (where WGSL's log is only accurate to
 // 2^-21 absolute).

@@ -605,6 +605,25 @@ impl Model {
         self.lm_head.as_ref().unwrap_or(&self.embed_tokens)
     }
 
+    /// The operands of `lm_head_objective` / `lm_head_log_probs` for final-normed hidden
+    /// states `hidden` (N, d), in the compute precision: `hidden` and the LM head's chunks as
+    /// they are in f32, or both cast to f16 (recorded casts, so gradients reach the f32
+    /// weights) so that the vocabulary products run on the f16 kernels (cooperative matrices
+    /// where the adapter has them), as the linear layers do.
+    pub fn lm_head_operands(&self, hidden: &Tensor) -> Result<(Tensor, Vec<Tensor>)> {
+        let chunks = &self.lm_head().chunks;
+        Ok(match self.compute().precision {
+            Precision::F32 => (hidden.clone(), chunks.clone()),
+            Precision::F16 => (
+                hidden.to_dtype(DType::F16)?,
+                chunks
+                    .iter()
+                    .map(|c| c.to_dtype(DType::F16))
+                    .collect::<std::result::Result<_, _>>()?,
+            ),
+        })
+    }
+
     /// Every weight under its HF name; a vocabulary matrix split into chunks appears once
     /// per chunk, as `name` then `name#1`, `name#2`, ...
     pub fn parameters(&self) -> Vec<(String, Tensor)> {

@@ -1,12 +1,14 @@
 //! Tiny random-initialised `llama` and `qwen2` models against HF transformers (float32, CPU,
 //! recorded by tests/scripts/make_hf_references.py): logits to 1e-4 and every parameter's
 //! gradient of the next-token cross-entropy to 1e-3, relative to each tensor's largest value;
-//! the same with layer recomputation (activation checkpointing), and with the linear layers in
-//! f16 (mixed precision) to 1e-2 / 3e-2.
+//! the same with layer recomputation (activation checkpointing), with the linear layers in
+//! f16 (mixed precision) to 1e-2 / 3e-2, and through the trainer's fused LM head objective in
+//! f32 and f16.
 
 mod common;
 use common::*;
 
+use engine::ops::objective::{lm_head_objective, Objective};
 use engine::{DType, Tensor};
 use models::{Compute, Config, Model, Precision, Weights};
 use safetensors::SafeTensors;
@@ -67,21 +69,8 @@ fn check(name: &str) {
 
 fn check_with(name: &str, compute: Compute) {
     let (logit_tol, grad_tol) = bounds(compute);
-    let dir = fixture(&format!("hf/{name}"));
-    let dev = device();
-    let config = Config::from_file(&dir.join("config.json")).unwrap();
-    let model = Model::new(&config, &Weights::from_dir(&dev, &dir).unwrap(), true).unwrap();
-    model.set_compute(compute);
-    let bytes = std::fs::read(dir.join("reference.safetensors")).unwrap();
+    let (model, bytes, ids, b, t) = load(name, compute);
     let refs = SafeTensors::deserialize(&bytes).unwrap();
-    let ids_t = refs.tensor("input_ids").unwrap();
-    let (b, t) = (ids_t.shape()[0], ids_t.shape()[1]);
-    let ids: Vec<u32> = ids_t
-        .data()
-        .chunks_exact(4)
-        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as u32)
-        .collect();
-
     let logits = model.forward(&ids, b, t).unwrap();
     let tape = engine::tape_len();
     let (want, shape) = f32s(&refs, "logits");
@@ -90,7 +79,8 @@ fn check_with(name: &str, compute: Compute) {
     eprintln!("{name}: logits rel err {err:.2e}");
     assert!(err <= logit_tol, "{name}: logits error {err:.2e}");
     if !compute.recompute {
-        return check_grads(name, &model, &logits, &ids, b, t, &refs, grad_tol);
+        let loss = next_token_loss(&logits, &ids, b, t);
+        return check_grads(name, &model, &loss, &refs, grad_tol);
     }
     // With recomputation the tape holds one node per layer instead of the layer's ops (and
     // their activations): compare with the same model computed plainly.
@@ -109,21 +99,64 @@ fn check_with(name: &str, compute: Compute) {
     model.set_compute(compute);
     let logits = model.forward(&ids, b, t).unwrap();
     assert_eq!(logits.to_vec().unwrap(), plain.to_vec().unwrap());
-    check_grads(name, &model, &logits, &ids, b, t, &refs, grad_tol);
+    let loss = next_token_loss(&logits, &ids, b, t);
+    check_grads(name, &model, &loss, &refs, grad_tol);
 }
 
-#[allow(clippy::too_many_arguments)]
-fn check_grads(
-    name: &str,
-    model: &Model,
-    logits: &Tensor,
-    ids: &[u32],
-    b: usize,
-    t: usize,
-    refs: &SafeTensors,
-    grad_tol: f64,
-) {
-    let loss = next_token_loss(logits, ids, b, t);
+/// The model's fixture: the model in `compute`, its reference tensors' bytes, and the ids.
+fn load(name: &str, compute: Compute) -> (Model, Vec<u8>, Vec<u32>, usize, usize) {
+    let dir = fixture(&format!("hf/{name}"));
+    let config = Config::from_file(&dir.join("config.json")).unwrap();
+    let model = Model::new(&config, &Weights::from_dir(&device(), &dir).unwrap(), true).unwrap();
+    model.set_compute(compute);
+    let bytes = std::fs::read(dir.join("reference.safetensors")).unwrap();
+    let refs = SafeTensors::deserialize(&bytes).unwrap();
+    let ids_t = refs.tensor("input_ids").unwrap();
+    let (b, t) = (ids_t.shape()[0], ids_t.shape()[1]);
+    let ids: Vec<u32> = ids_t
+        .data()
+        .chunks_exact(4)
+        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as u32)
+        .collect();
+    (model, bytes, ids, b, t)
+}
+
+/// The same loss and gradients through the trainer's path: final hidden states, then the fused
+/// LM head objective (NLL, the last position masked) on `Model::lm_head_operands` (f16 casts
+/// of the hidden states and the LM head in f16).
+fn check_fused(name: &str, compute: Compute) {
+    let (model, bytes, ids, b, t) = load(name, compute);
+    let refs = SafeTensors::deserialize(&bytes).unwrap();
+    let dev = model.device();
+    let d = model.config.hidden_size;
+    let hidden = model
+        .hidden_states(&ids, b, t)
+        .unwrap()
+        .reshape(&[b * t, d])
+        .unwrap();
+    let mut targets = vec![0u32; b * t];
+    let mut mask = vec![0f32; b * t];
+    for i in 0..b {
+        for j in 0..t - 1 {
+            targets[i * t + j] = ids[i * t + j + 1];
+            mask[i * t + j] = 1.0;
+        }
+    }
+    let targets = Tensor::from_u32_slice(dev, &targets, &[b * t]).unwrap();
+    let mask = Tensor::from_slice(dev, &mask, &[b * t]).unwrap();
+    let (x, chunks) = model.lm_head_operands(&hidden).unwrap();
+    assert_eq!(
+        x.dtype(),
+        match compute.precision {
+            Precision::F32 => DType::F32,
+            Precision::F16 => DType::F16,
+        }
+    );
+    let out = lm_head_objective(&x, &chunks, &targets, &mask, &Objective::Nll, None).unwrap();
+    check_grads(name, &model, &out.loss, &refs, bounds(compute).1);
+}
+
+fn check_grads(name: &str, model: &Model, loss: &Tensor, refs: &SafeTensors, grad_tol: f64) {
     let (want_loss, _) = f32s(refs, "loss");
     let got_loss = loss.to_scalar().unwrap();
     assert!(
@@ -170,6 +203,22 @@ fn tiny_llama_matches_hf() {
 #[test]
 fn tiny_qwen2_matches_hf() {
     check("tiny-qwen2");
+}
+
+#[test]
+fn tiny_qwen2_through_the_fused_objective_matches_hf() {
+    check_fused("tiny-qwen2", Compute::default());
+}
+
+#[test]
+fn tiny_llama_through_the_fused_objective_in_f16_matches_hf() {
+    check_fused(
+        "tiny-llama",
+        Compute {
+            precision: Precision::F16,
+            recompute: false,
+        },
+    );
 }
 
 #[test]

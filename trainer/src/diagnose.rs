@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 use crate::batch::{micro_batches, MicroBatch};
 use crate::data::Dataset;
 
-/// The probability of every loss token of every example under `model`, example by example.
+/// The probability of every loss token of every example under `model`, example by example,
+/// in the model's compute precision (`Model::set_compute`).
 pub fn token_probs(
     model: &Model,
     ds: &Dataset,
@@ -28,7 +29,8 @@ pub fn token_probs(
             let hidden = model.hidden_states(&mb.ids, mb.batch, mb.seq_len)?;
             let hidden = hidden.reshape(&[mb.batch * mb.seq_len, model.config.hidden_size])?;
             let targets = Tensor::from_u32_slice(&dev, &mb.targets, &[mb.batch * mb.seq_len])?;
-            Ok(lm_head_log_probs(&hidden, &model.lm_head().chunks, &targets)?.to_vec()?)
+            let (x, chunks) = model.lm_head_operands(&hidden)?;
+            Ok(lm_head_log_probs(&x, &chunks, &targets)?.to_vec()?)
         })?;
         for (row, &i) in group.iter().enumerate() {
             for t in 0..mb.seq_len {

@@ -120,6 +120,18 @@ enum PrecisionArg {
     F16,
 }
 
+impl PrecisionArg {
+    /// auto: f16 where the adapter has cooperative matrices (tensor cores), else f32.
+    fn resolve(self, dev: &engine::Device) -> models::Precision {
+        match self {
+            PrecisionArg::F32 => models::Precision::F32,
+            PrecisionArg::F16 => models::Precision::F16,
+            PrecisionArg::Auto if dev.features().cooperative_matrix => models::Precision::F16,
+            PrecisionArg::Auto => models::Precision::F32,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Mean probability the base model gives the training tokens (where the data sits on the
@@ -235,6 +247,10 @@ struct DiagnoseArgs {
     /// Tokens per forward pass (padded batch size x length).
     #[arg(long, default_value_t = 8192)]
     batch_tokens: usize,
+    /// Precision of the products (auto: f16 where the adapter has cooperative matrices, with
+    /// f32 accumulation; else f32).
+    #[arg(long, value_enum, default_value = "auto")]
+    precision: PrecisionArg,
 }
 
 #[derive(Args)]
@@ -309,6 +325,10 @@ fn diagnose(args: &DiagnoseArgs) -> Result<()> {
     let (_, model, tok) = load_model(&args.model)?;
     let ds = data::load(&args.data.data, &tok, &args.data.options())?;
     let pad = tok.eos_token_id().unwrap_or(0);
+    model.set_compute(models::Compute {
+        precision: args.precision.resolve(model.device()),
+        recompute: false,
+    });
     let probs = token_probs(&model, &ds, args.batch_tokens, pad)?;
     let d = Diagnosis::new(&probs, &args.alphas).map_err(|e| anyhow!(e))?;
     if let Some(path) = &args.plot {
@@ -416,14 +436,7 @@ fn run_training(args: &TrainArgs) -> Result<()> {
         resume: args.resume.clone(),
         eval_fraction: args.eval_fraction,
         compute: models::Compute {
-            precision: match args.precision {
-                PrecisionArg::F32 => models::Precision::F32,
-                PrecisionArg::F16 => models::Precision::F16,
-                PrecisionArg::Auto if model.device().features().cooperative_matrix => {
-                    models::Precision::F16
-                }
-                PrecisionArg::Auto => models::Precision::F32,
-            },
+            precision: args.precision.resolve(model.device()),
             recompute: args.recompute,
         },
         initial_loss_scale: args.loss_scale,

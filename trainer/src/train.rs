@@ -336,14 +336,8 @@ fn run_steps(
                 .reshape(&[n, hidden_size])?;
             let targets = Tensor::from_u32_slice(&dev, &mb.targets, &[n])?;
             let mask = Tensor::from_slice(&dev, &mb.mask, &[n])?;
-            let out = lm_head_objective(
-                &hidden,
-                &model.lm_head().chunks,
-                &targets,
-                &mask,
-                &objective,
-                None,
-            )?;
+            let (x, chunks) = model.lm_head_operands(&hidden)?;
+            let out = lm_head_objective(&x, &chunks, &targets, &mask, &objective, None)?;
             // Token mean within each micro-batch, averaged over micro-batches (verl's reduction),
             // times the loss scale (1 in f32).
             out.loss

@@ -19,8 +19,8 @@
 //! `trainbench [--model qwen2.5-1.5b|qwen2.5-0.5b|tiny] [--batch 4] [--seq 1024] [--warmup 3]
 //! [--steps 5] [--precision f32|f16|auto] [--recompute] [--plan ITEM,..] [--budget-s 60]
 //! [--smoke] [--no-check]`; plan items: train-f16, train-f16-recompute, train-f32,
-//! train-f32-recompute, diagnose-f16, diagnose-f32, objective. Exit status 1 if a check
-//! failed or a figure could not be made.
+//! train-f32-recompute, diagnose-f16, diagnose-f32, objective, objective-f16. Exit status 1 if
+//! a check failed or a figure could not be made.
 
 use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -142,14 +142,8 @@ impl<'a> Trainer<'a> {
             .reshape(&[n, model.config.hidden_size])?;
         let targets = Tensor::from_u32_slice(dev, &mb.targets, &[n])?;
         let mask = Tensor::from_slice(dev, &mb.mask, &[n])?;
-        let out = lm_head_objective(
-            &hidden,
-            &model.lm_head().chunks,
-            &targets,
-            &mask,
-            objective,
-            None,
-        )?;
+        let (x, chunks) = model.lm_head_operands(&hidden)?;
+        let out = lm_head_objective(&x, &chunks, &targets, &mask, objective, None)?;
         let mut grads = Gradients::default();
         out.loss
             .scale(self.scaler.scale())?
@@ -200,7 +194,8 @@ fn diagnose_log_p(model: &Model, mb: &MicroBatch) -> Result<Vec<f32>> {
         let hidden = model.hidden_states(&mb.ids, mb.batch, mb.seq_len)?;
         let hidden = hidden.reshape(&[n, model.config.hidden_size])?;
         let targets = Tensor::from_u32_slice(dev, &mb.targets, &[n])?;
-        Ok(lm_head_log_probs(&hidden, &model.lm_head().chunks, &targets)?.to_vec()?)
+        let (x, chunks) = model.lm_head_operands(&hidden)?;
+        Ok(lm_head_log_probs(&x, &chunks, &targets)?.to_vec()?)
     })?)
 }
 
@@ -292,8 +287,14 @@ fn check(dev: &Device, tie: bool, compute: Compute) -> Result<Value> {
     let (mut err, mut diag_err, mut loss_err) = (0.0f64, 0.0f64, 0.0f64);
     let mut losses = Vec::new();
     for _ in 0..3 {
-        let want =
-            decoder_ref::target_log_probs(&cfg, &host_weights(&model)?, &mb.ids, &mb.targets, b, t);
+        let want = decoder_ref::target_log_probs(
+            &cfg,
+            &host_weights(&model)?,
+            &mb.ids,
+            &mb.targets,
+            mb.batch,
+            mb.seq_len,
+        );
         diag_err = diag_err.max(masked_err(&diagnose_log_p(&model, &mb)?, &want, &mb.mask));
         let out = tr.step(&mb, &objective)?;
         err = err.max(masked_err(&out.log_p, &want, &mb.mask));
@@ -312,7 +313,7 @@ fn check(dev: &Device, tie: bool, compute: Compute) -> Result<Value> {
     Ok(json!({
         "name": format!("check_{}", tag(compute)),
         "model": "tiny-check", "precision": precision_name(compute.precision),
-        "recompute": compute.recompute, "batch": b, "seq": t, "vocab": cfg.vocab_size,
+        "recompute": compute.recompute, "batch": b, "seq": t, "padded_seq": mb.seq_len, "vocab": cfg.vocab_size,
         "tied": tie, "log_p_max_err": err, "diagnose_log_p_max_err": diag_err,
         "loss_max_err": loss_err, "tol": tol, "losses": losses, "loss_falls": falls, "ok": ok,
     }))
@@ -347,7 +348,7 @@ fn tag(c: Compute) -> String {
 enum Item {
     Train(Compute),
     Diagnose(Precision),
-    Objective,
+    Objective(Precision),
 }
 
 fn parse_item(s: &str) -> Result<Item> {
@@ -367,10 +368,11 @@ fn parse_item(s: &str) -> Result<Item> {
             recompute: true,
         }),
         ["diagnose", p] => Item::Diagnose(prec(p)?),
-        ["objective"] => Item::Objective,
+        ["objective"] => Item::Objective(Precision::F32),
+        ["objective", p] => Item::Objective(prec(p)?),
         _ => bail!(
             "--plan item {s:?}: expected train-f16[-recompute], train-f32[-recompute], \
-             diagnose-f16, diagnose-f32 or objective"
+             diagnose-f16, diagnose-f32, objective or objective-f16"
         ),
     })
 }
@@ -573,9 +575,14 @@ fn diagnose_figure(model: &Model, o: &Opts, precision: Precision, ok_check: bool
 
 /// The fused LM head + f_alpha objective alone, forward + backward over B x T tokens of random
 /// hidden states against the model's LM head (dW included), as torch's cross-entropy on
-/// materialised logits is timed in torch_train_ref.py.
-fn objective_figure(model: &Model, o: &Opts) -> Result<Value> {
+/// materialised logits is timed in torch_train_ref.py; in f16, with x and the LM head cast to
+/// f16 each step as a training step casts them (`Model::lm_head_operands`).
+fn objective_figure(model: &Model, o: &Opts, precision: Precision) -> Result<Value> {
     let dev = model.device();
+    model.set_compute(Compute {
+        precision,
+        recompute: false,
+    });
     let (n, d, v) = (
         o.batch * o.seq,
         model.config.hidden_size,
@@ -589,21 +596,28 @@ fn objective_figure(model: &Model, o: &Opts) -> Result<Value> {
     dev.sync()?;
     let base = dev.pool_stats().in_use;
     dev.reset_peak();
-    let chunks = &model.lm_head().chunks;
     let mut step = || {
-        let out = lm_head_objective(&x, chunks, &targets, &mask, &Objective::FAlpha(1.0), None)?;
+        let (xo, chunks) = model.lm_head_operands(&x)?;
+        let out = lm_head_objective(&xo, &chunks, &targets, &mask, &Objective::FAlpha(1.0), None)?;
         drop(out.loss.backward()?);
         Ok(out.loss.to_scalar()? as f64)
     };
     let t = time_steps(dev, o, &mut step)?;
     let shape = format!("{n}x{d}x{v}");
-    let name = format!("objective_falpha1_fwd_bwd_f32_{shape}");
+    let name = format!(
+        "objective_falpha1_fwd_bwd_{}_{shape}",
+        precision_name(precision)
+    );
     let mut row = base_row(
         name.clone(),
-        format!("objective_ce_fwd_bwd_f32_{shape}"),
+        format!(
+            "objective_ce_fwd_bwd_{}_{shape}",
+            torch_precision(precision)
+        ),
         "objective",
         o,
     );
+    row.insert("precision".into(), json!(precision_name(precision)));
     timing_fields(&mut row, dev, &t, n);
     if let Some(p) = profiled(dev, step)? {
         add_profile(&mut row, &name, &p, t.mean_ms());
@@ -641,7 +655,8 @@ struct Args {
 const USAGE: &str = "trainbench [--model qwen2.5-1.5b|qwen2.5-0.5b|tiny] [--batch 4] [--seq 1024] \
 [--warmup 3] [--steps 5] [--precision f32|f16|auto] [--recompute] [--plan ITEM,..] \
 [--budget-s 60] [--lr 5e-5] [--smoke] [--no-check]\n  plan items: train-f16, train-f16-recompute, \
-train-f32, train-f32-recompute, diagnose-f16, diagnose-f32, objective\n  --smoke: tiny model, \
+train-f32, train-f32-recompute, diagnose-f16, diagnose-f32, objective, objective-f16\n  \
+--smoke: tiny model, \
 2 x 32 tokens, 1 warm-up + 2 steps, every item (for a CPU adapter)";
 
 fn parse_args() -> Result<Args> {
@@ -715,7 +730,8 @@ fn parse_args() -> Result<Args> {
         }
         if a.plan.is_none() {
             a.plan = Some(
-                "train-f16,diagnose-f16,train-f16-recompute,train-f32,diagnose-f32,objective"
+                "train-f16,diagnose-f16,train-f16-recompute,train-f32,diagnose-f32,objective,\
+                 objective-f16"
                     .into(),
             );
         }
@@ -839,7 +855,7 @@ fn run(a: &Args) -> Result<Vec<Value>> {
         match *item {
             Item::Train(c) => computes.insert((c.precision == Precision::F16, c.recompute)),
             Item::Diagnose(p) => computes.insert((p == Precision::F16, false)),
-            Item::Objective => false,
+            Item::Objective(_) => false,
         };
     }
     let mut passed = BTreeSet::new();
@@ -892,9 +908,9 @@ fn run(a: &Args) -> Result<Vec<Value>> {
                     diagnose_figure(model, opts, p, ok)
                 }),
             ),
-            Item::Objective => (
-                format!("objective_{}", a.opts.model),
-                Box::new(move || objective_figure(model, opts)),
+            Item::Objective(p) => (
+                format!("objective_{}_{}", a.opts.model, precision_name(p)),
+                Box::new(move || objective_figure(model, opts, p)),
             ),
         };
         let t = Instant::now();

@@ -98,14 +98,9 @@ fn product(
     }
     let plan = k::plan(m, n, ka, ta, tb, &a.shape()[..ra - 2], &b.shape()[..rb - 2])
         .ok_or_else(mismatch)?;
-    let both_f16 = ea == Elem::F16 && eb == Elem::F16;
-    // The coop kernels are 16x16x16 f16 -> f32, which Vulkan adapters offer (Metal's are 8x8
-    // f32 only), and find their subgroup with subgroup builtins.
-    let f = dev.features();
-    let coop_ok = f.cooperative_matrix && f.subgroups && dev.backend() == wgpu::Backend::Vulkan;
     let variant = match kernel {
-        MatmulKernel::Auto if both_f16 && coop_ok && plan.coop_fits() => Variant::CoopDirect,
-        MatmulKernel::Auto | MatmulKernel::Simt => Variant::Simt { a: ea, b: eb },
+        MatmulKernel::Auto => auto_variant(dev, ea, eb, &plan),
+        MatmulKernel::Simt => Variant::Simt { a: ea, b: eb },
         MatmulKernel::Coop | MatmulKernel::CoopStaged => {
             for t in [a, b] {
                 t.expect_dtype(op, DType::F16)?;
@@ -141,6 +136,51 @@ fn product(
         run(op, &launch, &[a, b, &out])?;
     }
     Ok(out)
+}
+
+/// The kernel `MatmulKernel::Auto` runs: cooperative matrices for f16 x f16 where the sizes
+/// fit them, else SIMT. The coop kernels are 16x16x16 f16 -> f32, which Vulkan adapters offer
+/// (Metal's are 8x8 f32 only), and find their subgroup with subgroup builtins.
+fn auto_variant(dev: &crate::Device, ea: Elem, eb: Elem, plan: &k::Plan) -> Variant {
+    let f = dev.features();
+    let coop_ok = f.cooperative_matrix && f.subgroups && dev.backend() == wgpu::Backend::Vulkan;
+    if ea == Elem::F16 && eb == Elem::F16 && coop_ok && plan.coop_fits() {
+        Variant::CoopDirect
+    } else {
+        Variant::Simt { a: ea, b: eb }
+    }
+}
+
+/// One 2-D product inside larger buffers, not recorded: `C = op(A) @ op(B)` where op(A) is
+/// (M, K) (A stored (M, K), or (K, M) with `trans_a`), op(B) is (K, N) (B stored (K, N), or
+/// (N, K) with `trans_b`) and C (M, N) is f32, each operand dense and row-major from its base
+/// offset (in elements) into the tensor's storage, on the kernel `Auto` picks. For ops that
+/// tile a product themselves (the f16 LM head objective); the caller keeps every range inside
+/// its tensor.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn product_at(
+    op: &'static str,
+    (a, a_base): (&Tensor, usize),
+    (b, b_base): (&Tensor, usize),
+    (c, c_base): (&Tensor, usize),
+    [m, n, kk]: [usize; 3],
+    trans_a: bool,
+    trans_b: bool,
+) -> Result<()> {
+    c.expect_dtype(op, DType::F32)?;
+    let (ea, eb) = (elem(op, a)?, elem(op, b)?);
+    let mut plan = k::plan(m, n, kk, trans_a, trans_b, &[], &[]).ok_or(Error::BadShape {
+        op,
+        shape: vec![m, n, kk],
+        reason: "no plan for a 2-D product".into(),
+    })?;
+    for g in &mut plan.groups {
+        g.base = [a_base, b_base, c_base];
+    }
+    for launch in plan.launches(auto_variant(a.device(), ea, eb, &plan)) {
+        run(op, &launch, &[a, b, c])?;
+    }
+    Ok(())
 }
 
 impl Tensor {

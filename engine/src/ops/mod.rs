@@ -10,6 +10,7 @@ pub mod layout;
 pub mod matmul;
 pub mod norm;
 pub mod objective;
+mod objective_block;
 pub mod optim;
 pub mod reduce;
 pub mod rope;

@@ -9,7 +9,7 @@ use kernels::objective::{self as k, Loss};
 use crate::autograd::Backward;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::ops::run;
+use crate::ops::{objective_block, run};
 use crate::tensor::Tensor;
 
 /// The per-token loss on the target probability p (all are averaged over the kept tokens).
@@ -60,11 +60,15 @@ pub struct ObjectiveOutput {
 const OP: &str = "lm_head_objective";
 
 /// The loss of `objective` on the targets' probabilities under the LM head: with logits
-/// z = x W^T (x (N, d) f32; W (V, d) given as row chunks `w_chunks`, each (V_c, d) f32, row r of
+/// z = x W^T (x (N, d); W (V, d) given as row chunks `w_chunks`, each (V_c, d), row r of
 /// chunk c being vocabulary id offset_c + r), p_i = softmax(z_i)[targets_i] (targets u32 (N)),
 ///   loss = sum_i m_i l(p_i) / sum_i m_i
 /// over the kept tokens (mask (N) f32 nonzero, target < V, and the threshold test for
 /// [`Objective::Threshold`]; `threshold_p` (N) f32 is read only there), 0 when none is kept.
+///
+/// x and the chunks are all f32 (register-tiled SIMT products fused with the log-sum-exp) or
+/// all f16 (the mixed-precision path: each block of logits a matmul on cooperative matrices
+/// where the adapter has them, f32 accumulation; see `objective_block.rs`). Gradients are f32.
 pub fn lm_head_objective(
     x: &Tensor,
     w_chunks: &[Tensor],
@@ -74,6 +78,7 @@ pub fn lm_head_objective(
     threshold_p: Option<&Tensor>,
 ) -> Result<ObjectiveOutput> {
     let (n, _, rows) = check_operands(OP, x, w_chunks, targets)?;
+    let f16 = x.dtype() == DType::F16;
     check_vector(OP, mask, x, n, DType::F32)?;
     let thr = match objective {
         Objective::Threshold { .. } => threshold_p,
@@ -84,8 +89,7 @@ pub fn lm_head_objective(
     }
     let loss_kind = loss_of(objective, thr.is_some())?;
     let v_total: usize = rows.iter().sum();
-    let plan = k::forward_plan(n, &rows);
-    let part = forward_partials(x, w_chunks, targets, &rows, &plan)?;
+    let (part, s_total) = partials(OP, x, w_chunks, targets, &rows)?;
 
     let dev = x.device();
     let log_p = Tensor::uninit(dev, OP, &[n], DType::F32)?;
@@ -94,7 +98,7 @@ pub fn lm_head_objective(
     let loss = Tensor::uninit(dev, OP, &[], DType::F32)?;
     run(
         OP,
-        &k::finish(n, plan.s_total, v_total, loss_kind),
+        &k::finish(n, s_total, v_total, loss_kind),
         &[
             &part,
             targets,
@@ -116,6 +120,7 @@ pub fn lm_head_objective(
         chunks: w_chunks.iter().map(Tensor::detach).collect(),
         targets: targets.clone(),
         saved,
+        f16,
     };
     let loss = loss.recorded(&inputs, rule);
     Ok(ObjectiveOutput {
@@ -130,20 +135,36 @@ pub fn lm_head_objective(
 pub fn lm_head_log_probs(x: &Tensor, w_chunks: &[Tensor], targets: &Tensor) -> Result<Tensor> {
     const OP: &str = "lm_head_log_probs";
     let (n, _, rows) = check_operands(OP, x, w_chunks, targets)?;
-    let plan = k::forward_plan(n, &rows);
-    let part = forward_partials(x, w_chunks, targets, &rows, &plan)?;
+    let (part, s_total) = partials(OP, x, w_chunks, targets, &rows)?;
     let log_p = Tensor::uninit(x.device(), OP, &[n], DType::F32)?;
     if n > 0 {
         run(
             OP,
-            &k::log_probs(n, plan.s_total, rows.iter().sum()),
+            &k::log_probs(n, s_total, rows.iter().sum()),
             &[&part, targets, &log_p],
         )?;
     }
     Ok(log_p)
 }
 
-/// The per-(split, token) max, sum of exp and target logit over every chunk.
+/// The per-(split, token) max, rest and target logit over every chunk, and the number of
+/// splits: fused SIMT tiles in f32, matmul blocks in f16.
+fn partials(
+    op: &'static str,
+    x: &Tensor,
+    w_chunks: &[Tensor],
+    targets: &Tensor,
+    rows: &[usize],
+) -> Result<(Tensor, usize)> {
+    if x.dtype() == DType::F16 {
+        return objective_block::partials(op, x, w_chunks, targets);
+    }
+    let plan = k::forward_plan(x.dim(0), rows);
+    let part = forward_partials(x, w_chunks, targets, rows, &plan)?;
+    Ok((part, plan.s_total))
+}
+
+/// The f32 path's partials: fused tiles over every chunk.
 fn forward_partials(
     x: &Tensor,
     w_chunks: &[Tensor],
@@ -167,14 +188,17 @@ fn forward_partials(
     Ok(part)
 }
 
-/// (N, d, rows of each chunk), after checking dtypes and shapes.
+/// (N, d, rows of each chunk), after checking dtypes (x f32 or f16, every chunk the same)
+/// and shapes.
 fn check_operands(
     op: &'static str,
     x: &Tensor,
     w_chunks: &[Tensor],
     targets: &Tensor,
 ) -> Result<(usize, usize, Vec<usize>)> {
-    x.expect_dtype(op, DType::F32)?;
+    if x.dtype() != DType::F16 {
+        x.expect_dtype(op, DType::F32)?;
+    }
     if x.rank() != 2 {
         return Err(Error::BadShape {
             op,
@@ -185,7 +209,7 @@ fn check_operands(
     let (n, d) = (x.dim(0), x.dim(1));
     let mut rows = Vec::with_capacity(w_chunks.len());
     for w in w_chunks {
-        w.expect_dtype(op, DType::F32)?;
+        w.expect_dtype(op, x.dtype())?;
         if w.rank() != 2 || w.dim(1) != d {
             return Err(Error::ShapeMismatch {
                 op,
@@ -276,6 +300,8 @@ struct ObjectiveBackward {
     saved: Tensor,
     /// Whether x and each chunk need a gradient.
     need: Vec<bool>,
+    /// The operands are f16: the matmul-block path.
+    f16: bool,
 }
 
 impl Backward for ObjectiveBackward {
@@ -286,6 +312,10 @@ impl Backward for ObjectiveBackward {
     fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
         const OP: &str = "lm_head_objective backward";
         g.expect_dtype(OP, DType::F32)?;
+        if self.f16 {
+            let (x, t) = (&self.x, &self.targets);
+            return objective_block::backward(OP, x, &self.chunks, t, &self.saved, g, &self.need);
+        }
         let (x, dev) = (&self.x, self.x.device());
         let (n, d) = (x.dim(0), x.dim(1));
         let need_x = self.need[0];
