@@ -3,9 +3,10 @@
 //! and added to the kernel's total. The sum over kernels against the host's wall time shows
 //! how much of a step the GPU spends idle (waiting for the host to record and submit).
 //!
-//! Profiling stalls the host at every flush (and every [`QUERIES_PER_BATCH`] / 2 dispatches)
-//! to read the stamps back, so the wall time of a profiled step is not a figure; the kernel
-//! times are.
+//! Profiling stalls the host at every flush (at most every `SUBMIT_EVERY` dispatches, see
+//! `runtime.rs`) to read the stamps back, so the wall time of a profiled step is not a figure;
+//! the kernel times are. A failure to read them back ends the timing (nothing more is resolved)
+//! and is returned by `profile_stop`; the work itself is not disturbed.
 
 use std::collections::HashMap;
 
@@ -168,7 +169,9 @@ impl Profiler {
         }
     }
 
-    /// Whether the open batch has no room for another dispatch (flush first).
+    /// Whether the open batch has no room for another dispatch (flush first). With batches
+    /// submitted every `SUBMIT_EVERY` (256) dispatches this does not happen; it keeps the
+    /// query indices in range whatever that constant becomes.
     pub(crate) fn full(&self) -> bool {
         (self.pending.len() as u32 + 1) * 2 > QUERIES_PER_BATCH
     }
@@ -196,7 +199,8 @@ impl Profiler {
     /// Record the resolve of the open batch's stamps at the end of `enc` (before it is
     /// submitted); `collect` reads them once it has run.
     pub(crate) fn resolve(&self, enc: &mut wgpu::CommandEncoder) {
-        if self.pending.is_empty() {
+        // After a failed read the readback buffer may still be mapped: leave it alone.
+        if self.pending.is_empty() || self.failed.is_some() {
             return;
         }
         let n = 2 * self.pending.len() as u32;
@@ -211,6 +215,9 @@ impl Profiler {
             return;
         }
         let keys = std::mem::take(&mut self.pending);
+        if self.failed.is_some() {
+            return;
+        }
         match self.read(2 * keys.len() as u64 * 8) {
             Ok(stamps) => {
                 for (key, pair) in keys.into_iter().zip(stamps.chunks_exact(2)) {
@@ -298,10 +305,12 @@ impl crate::Device {
     /// Submit what is recorded, wait for it, stop timing and return the GPU time per kernel
     /// since [`Self::profile_start`].
     pub fn profile_stop(&self) -> Result<Profile> {
-        self.check()?;
+        // Profiling ends here whatever else fails.
         let profiler = {
             let mut rt = self.runtime();
-            rt.flush(&self.0.queue);
+            if self.check().is_ok() {
+                rt.flush(&self.0.queue);
+            }
             rt.profiler.take()
         };
         self.check()?;

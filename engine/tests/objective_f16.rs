@@ -31,8 +31,10 @@ fn every_objective_matches_reference_in_f16() {
 #[test]
 fn edge_shapes_match_reference_in_f16() {
     // One token; a vocabulary of exactly one tile; 4200 rows = blocks of 4096 and 96 and a
-    // last block of 8; a hidden size off the tile; tokens that fill 16-row tiles exactly.
+    // last block of 8; a hidden size off the tile; tokens that fill 16-row tiles exactly;
+    // 70,000 rows = 18 blocks, more than the 16 splits (later blocks merge into earlier ones).
     for (seed, (n, d, chunks)) in [
+        (3, 8, vec![70_000]),
         (1, 16, vec![16]),
         (1, 8, vec![7]),
         (20, 24, vec![4200]),

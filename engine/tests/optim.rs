@@ -6,7 +6,7 @@
 mod common;
 use common::*;
 
-use engine::ops::optim::{global_norm, AdamW, ParamState, StepOutcome};
+use engine::ops::optim::{global_norm, global_norm_unscaled, AdamW, ParamState, StepOutcome};
 use engine::{Gradients, Tensor};
 
 const SIZES: &[usize] = &[1, 255, 257, 10_000];
@@ -236,6 +236,26 @@ fn global_norm_matches_f64() {
         1e-5,
     );
     assert!(global_norm(&[]).is_err());
+}
+
+#[test]
+fn unscaled_global_norm_survives_what_would_overflow() {
+    let mut r = rng(33);
+    let data = randn(&mut r, 1000);
+    let want = norm_f64(std::slice::from_ref(&data));
+    // Gradients as a loss scale of 2^100 leaves them: their own sum of squares is past f32.
+    let big: Vec<f32> = data.iter().map(|&x| x * 2f32.powi(100)).collect();
+    let t = tensor(&big, &[1000]);
+    assert!(global_norm(&[&t])
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+        .is_infinite());
+    let got = global_norm_unscaled(&[&t], 2f32.powi(-100))
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert_close("unscaled norm", &[got], &[want], 1e-5);
 }
 
 #[test]

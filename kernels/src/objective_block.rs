@@ -99,29 +99,41 @@ pub fn blocks(chunk_rows: &[usize], len: usize) -> Vec<Block> {
     out
 }
 
-fn words(n: usize, b: &Block, split: usize, s_total: usize) -> Vec<u32> {
+/// Most splits the forward's partials hold: block i goes to split i % SPLITS (merged into
+/// what earlier blocks left there), so that the partials and the finish kernel's serial merge
+/// stay small however many blocks the vocabulary takes.
+pub const SPLITS: usize = 16;
+
+/// Splits of the partials for `blocks` blocks.
+pub fn splits(blocks: usize) -> usize {
+    blocks.clamp(1, SPLITS)
+}
+
+fn words(n: usize, b: &Block, split: usize, s_total: usize, fresh: bool) -> Vec<u32> {
     Params::new()
         .size(n)
         .size(b.len)
         .size(b.v_start)
         .size(split)
         .size(s_total)
+        .u32(u32::from(fresh))
         .build()
 }
 
-/// The partials of block `split` (of `s_total`) from its logits: buffers z (n, len) f32,
-/// targets (n), part (3, s_total, n).
-pub fn stats(n: usize, b: &Block, split: usize, s_total: usize) -> Launch {
+/// The partials of block number `index` from its logits, into split `index % s_total`
+/// (`s_total` = [`splits`] of the block count): buffers z (n, len) f32, targets (n),
+/// part (3, s_total, n).
+pub fn stats(n: usize, b: &Block, index: usize, s_total: usize) -> Launch {
     Launch {
         kernel: STATS,
         constants: vec![],
         workgroups: grid_1d(u32::try_from(n).unwrap_or(u32::MAX)),
-        params: words(n, b, split, s_total),
+        params: words(n, b, index % s_total, s_total, index < s_total),
     }
 }
 
 /// The power-of-two scale of the f16 logit gradients of `n` tokens: buffers saved (3n + 1),
-/// grad (1), scale (2) = (S grad, 1 / S).
+/// grad (1), scale (3) (see the WGSL).
 pub fn scale(n: usize) -> Launch {
     Launch {
         kernel: SCALE,
@@ -131,7 +143,7 @@ pub fn scale(n: usize) -> Launch {
     }
 }
 
-/// `t *= 1 / S` over `count` f32 elements in place: buffers t, scale (2).
+/// `t *= 1 / S` over `count` f32 elements in place: buffers t, scale (3).
 pub fn unscale(count: usize) -> Launch {
     Launch {
         kernel: UNSCALE,
@@ -142,13 +154,13 @@ pub fn unscale(count: usize) -> Launch {
 }
 
 /// The block's logit gradients times S in f16 from its logits: buffers z (n, len) f32,
-/// targets (n), saved (3n + 1), scale (2), dz (n, len) f16.
+/// targets (n), saved (3n + 1), scale (3), dz (n, len) f16.
 pub fn dz(n: usize, b: &Block) -> Launch {
     Launch {
         kernel: DZ,
         constants: vec![],
         workgroups: grid_for(n * b.len, 256),
-        params: words(n, b, 0, 0),
+        params: words(n, b, 0, 0, false),
     }
 }
 
@@ -185,6 +197,21 @@ mod tests {
         }
         assert_eq!(blocks(&[300], 4096).len(), 2); // 288 + 12
         assert_eq!(blocks(&[151_936], 4096).len(), 38);
+    }
+
+    #[test]
+    fn blocks_share_at_most_sixteen_splits() {
+        let b = blocks(&[151_936], 4096)[0];
+        let split_and_fresh = |i: usize| {
+            let p = stats(8, &b, i, splits(38)).params;
+            (p[3], p[5])
+        };
+        assert_eq!(splits(38), 16);
+        assert_eq!(splits(2), 2);
+        assert_eq!(split_and_fresh(0), (0, 1));
+        assert_eq!(split_and_fresh(15), (15, 1));
+        assert_eq!(split_and_fresh(16), (0, 0));
+        assert_eq!(split_and_fresh(37), (5, 0));
     }
 
     #[test]

@@ -5,17 +5,20 @@
 //
 //   blk_stats  one workgroup per token (grid over n): the block's running (max, rest) and the
 //              target logit (LOWEST when the target is not in the block) into the partials at
-//              split `split`
+//              split `split` (written when `fresh`, else merged into what an earlier block
+//              left there: the blocks share s_total splits, and dispatches run in order)
 //              bindings: 1 z (n, len) f32, 2 targets (n) u32, 3 part (3, s_total, n) f32
-//   blk_scale  one workgroup: the power of two S that brings the largest |c_i| (the logit
-//              gradient weight of token i, c_i = grad saved_i / denominator) to [2^13, 2^14):
-//              scale = (S grad, 1 / S), with S = 1 when every c_i is 0 or one is not finite
-//              bindings: 9 saved, 10 grad, 11 scale (2) f32
+//   blk_scale  one workgroup: with c_i = grad w_i / den the logit-gradient weight of token i
+//              (w_i = saved_i, den the denominator) and W = max |w_i|, the power of two
+//              S = 2^e that brings C = W |grad| / den into [2^13, 2^14) (e within +-126):
+//              scale = (K, 1 / S, W) with K = sign(grad) C S, so that S c_i = (w_i / W) K
+//              is formed without overflow or underflow; (0, 1, 1) when nothing is kept
+//              bindings: 9 saved, 10 grad, 11 scale (3) f32
 //   blk_dz     dz = S c_i (softmax - onehot) of the block in f16, the input of the dW and dx
 //              products (at the target, p - 1 = expm1(log p), accurate also when p is near 1);
 //              |dz| <= S max |c_i| < 2^14 never overflows f16, and the scale keeps the small
 //              gradients of improbable tokens out of f16's subnormals
-//              bindings: 4 z, 5 targets, 6 saved (3n + 1) f32, 7 scale (2) f32,
+//              bindings: 4 z, 5 targets, 6 saved (3n + 1) f32, 7 scale (3) f32,
 //              8 dz (n, len) f16
 //   blk_unscale  t *= 1 / S over `n` elements, in place (dx and dW after the products)
 //              bindings: 12 t f32, 13 scale
@@ -31,6 +34,7 @@ struct Params {
     v_start: u32,
     split: u32,
     s_total: u32,
+    fresh: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -89,9 +93,16 @@ fn blk_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         }
     }
     if (lid == 0u) {
-        s_part[p.split * p.n + row] = red_m[0];
-        s_part[(p.s_total + p.split) * p.n + row] = red_r[0];
-        s_part[(2u * p.s_total + p.split) * p.n + row] = red_t[0];
+        let at = vec3<u32>(p.split, p.s_total + p.split, 2u * p.s_total + p.split) * p.n + row;
+        var st = vec2<f32>(red_m[0], red_r[0]);
+        var t = red_t[0];
+        if (p.fresh == 0u) {
+            st = merge(vec2<f32>(s_part[at.x], s_part[at.y]), st);
+            t = max(t, s_part[at.z]);
+        }
+        s_part[at.x] = st.x;
+        s_part[at.y] = st.y;
+        s_part[at.z] = t;
     }
 }
 
@@ -102,8 +113,7 @@ fn blk_dz(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     if (e >= p.n * p.len) { return; }
     let row = e / p.len;
     let col = e % p.len;
-    let den = d_saved[3u * p.n];
-    let c = select(0.0, d_saved[row] * d_scale[0] / den, den != 0.0);
+    let c = d_saved[row] / d_scale[2] * d_scale[0];
     var v: f32;
     if (p.v_start + col == d_tgt[row]) {
         v = c * expm1(d_saved[2u * p.n + row]);
@@ -129,18 +139,26 @@ fn blk_scale(@builtin(local_invocation_index) lid: u32) {
     }
     if (lid == 0u) {
         let g = c_grad[0];
-        var mc = 0.0;
-        if (den != 0.0) { mc = red_m[0] * abs(g) / den; }
-        var s = 1.0;
+        let w = red_m[0];
+        var k = 0.0;
         var inv = 1.0;
-        // mc = f 2^e with f in [0.5, 1): S = 2^(14 - e) puts it in [2^13, 2^14).
-        if (mc > 0.0 && mc <= 3.4e38) {
-            let e = clamp(14 - frexp(mc).exp, -126, 126);
-            s = ldexp(1.0, e);
-            inv = ldexp(1.0, -e);
+        var wmax = 1.0;
+        if (den != 0.0 && w != 0.0) {
+            wmax = w;
+            let mc = w * abs(g) / den;
+            if (mc > 0.0 && mc <= 3.4e38) {
+                // mc = f 2^x with f in [0.5, 1): S = 2^(14 - x) puts mc S in [2^13, 2^14).
+                let e = clamp(14 - frexp(mc).exp, -126, 126);
+                k = sign(g) * ldexp(mc, e);
+                inv = ldexp(1.0, -e);
+            } else {
+                // Infinite or NaN (an overflowed gradient): passed on, so the step is skipped.
+                k = sign(g) * mc;
+            }
         }
-        c_scale[0] = s * g;
+        c_scale[0] = k;
         c_scale[1] = inv;
+        c_scale[2] = wmax;
     }
 }
 

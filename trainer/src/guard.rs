@@ -6,7 +6,7 @@
 use std::io::{BufRead, Write};
 use std::path::Path;
 
-use engine::ops::optim::{global_norm, AdamW, StepOutcome};
+use engine::ops::optim::{global_norm_unscaled, AdamW, StepOutcome};
 use engine::{Gradients, Tensor};
 use serde_json::json;
 
@@ -40,7 +40,7 @@ pub fn update(
         let list: Vec<&Tensor> = params.iter().filter_map(|p| grads.get(p)).collect();
         let grad_norm = match list.is_empty() {
             true => f64::NAN,
-            false => global_norm(&list)?.to_scalar()? as f64 * adam.inv_loss_scale as f64,
+            false => global_norm_unscaled(&list, adam.inv_loss_scale)?.to_scalar()? as f64,
         };
         return Ok(Update::Skipped { grad_norm });
     }

@@ -351,7 +351,8 @@ fn run_steps(
                     p_count += 1;
                 }
             }
-            tokens += mb.ids.len();
+            // Real tokens, not the padding to the longest (and to a multiple of 16).
+            tokens += refs.iter().map(|e| e.ids.len()).sum::<usize>();
         }
         let lr = schedule.lr(step);
         adam.lr = lr as f32;
@@ -383,7 +384,8 @@ fn run_steps(
         bad.good();
         progress.done = step + 1;
         let secs = started.elapsed().as_secs_f64();
-        if let Some(line) = crate::profile::finish(&dev, step + 1, &opts.output)? {
+        let profiled = crate::profile::finish(&dev, step + 1, &opts.output)?;
+        if let Some(line) = &profiled {
             eprintln!("{line}");
         }
         let m = StepMetrics {
@@ -403,6 +405,10 @@ fn run_steps(
         });
         if scaler.enabled() {
             line["loss_scale"] = loss_scale.into();
+        }
+        if profiled.is_some() {
+            // Its time includes reading the timestamps back at every submission.
+            line["profiled"] = true.into();
         }
         writeln!(metrics_file, "{line}")?;
         on_step(&m, total);

@@ -24,7 +24,8 @@ fn plan(x: &Tensor, chunks: &[Tensor]) -> Vec<Block> {
     kb::blocks(&rows, len)
 }
 
-/// The (max, rest, target logit) partials, (3, s_total, n), and s_total.
+/// The (max, rest, target logit) partials, (3, s_total, n), and s_total (at most
+/// `kb::SPLITS`: later blocks merge into the splits of earlier ones).
 pub(crate) fn partials(
     op: &'static str,
     x: &Tensor,
@@ -33,7 +34,7 @@ pub(crate) fn partials(
 ) -> Result<(Tensor, usize)> {
     let n = x.dim(0);
     let blocks = plan(x, chunks);
-    let s_total = blocks.len();
+    let s_total = kb::splits(blocks.len());
     let dev = x.device();
     let part = Tensor::uninit(dev, op, &[3 * s_total * n], DType::F32)?;
     if n == 0 {
@@ -85,7 +86,7 @@ pub(crate) fn backward(
         });
     }
     let mut dx: Option<Tensor> = None;
-    let scale = Tensor::uninit(dev, op, &[2], DType::F32)?;
+    let scale = Tensor::uninit(dev, op, &[3], DType::F32)?;
     if n > 0 {
         run(op, &kb::scale(n), &[saved, g, &scale])?;
         let blocks = plan(x, chunks);

@@ -266,6 +266,13 @@ impl AdamW {
 /// `[]`) left on the GPU. Each tensor is reduced into a few partial sums, then one workgroup
 /// adds them, always in the same order.
 pub fn global_norm(grads: &[&Tensor]) -> Result<Tensor> {
+    global_norm_unscaled(grads, 1.0)
+}
+
+/// [`global_norm`] of the gradients times `unscale` (1 / a loss scale), each element scaled
+/// before it is squared, so that loss-scaled gradients whose own norm would overflow f32 give
+/// the norm of the true ones.
+pub fn global_norm_unscaled(grads: &[&Tensor], unscale: f32) -> Result<Tensor> {
     let Some(first) = grads.first() else {
         return Err(Error::BadShape {
             op: "global_norm",
@@ -275,7 +282,7 @@ pub fn global_norm(grads: &[&Tensor]) -> Result<Tensor> {
     };
     let dev = first.device().clone();
     let out = Tensor::uninit(&dev, "global_norm", &[], DType::F32)?;
-    norm_into(&dev, grads, &out, None, 1.0)?;
+    norm_into(&dev, grads, &out, None, unscale)?;
     Ok(out)
 }
 
