@@ -41,21 +41,8 @@ START=$SECONDS
 : >"$OUT/log.txt"
 for f in gpubench torch_ref trainbench torch_train; do : >"$OUT/$f.jsonl"; done
 
-if ls .gl/*.deb >/dev/null 2>&1; then
-    for f in .gl/*.deb; do dpkg -x "$f" /; done
-    ldconfig
-fi
-if ! ldconfig -p | grep -q 'libvulkan\.so\.1'; then
-    echo "run.sh: no Vulkan loader (libvulkan.so.1): carry .gl (see benches/gpu/README.md)" >&2
-fi
-# An NVIDIA ICD registered in the usual places? Else use the driver's own file.
-NV_ICD=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-if [ -z "${VK_DRIVER_FILES:-}${VK_ICD_FILENAMES:-}" ] && [ -f "$NV_ICD" ] &&
-    ! grep -qsil nvidia /etc/vulkan/icd.d/*.json /usr/share/vulkan/icd.d/*.json \
-        /usr/local/share/vulkan/icd.d/*.json; then
-    export VK_DRIVER_FILES=$NV_ICD
-fi
-export WGPU_BACKEND=${WGPU_BACKEND:-vulkan}
+# shellcheck source=benches/gpu/vulkan_env.sh
+. benches/gpu/vulkan_env.sh
 
 {
     date -u +"date: %Y-%m-%dT%H:%M:%SZ"
