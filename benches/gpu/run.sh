@@ -6,8 +6,9 @@
 # registered, then runs, most important first, each section under its own time limit and all
 # of them under one deadline (DEADLINE_S, default 450 s; a section that would start with less
 # than 20 s left is skipped):
-#   1. trainbench, Qwen2.5-1.5B: train f16, diagnose f16 and f32, train f16 recomputed,
-#      train f32, the fused objective in f32 and f16                         (limit 200 s)
+#   1. trainbench, Qwen2.5-1.5B: train f16, diagnose f16 and f32, train f16 with flash
+#      attention, train f16 recomputed, train f32, the fused objective in f32 and f16
+#                                                                            (limit 200 s)
 #   2. torch_train_ref.py, Qwen2.5-1.5B: train bf16, diagnose bf16, train f32, diagnose f32,
 #      cross-entropy on materialised logits in f32 and bf16                  (limit 100 s)
 #   3. gpubench: checked kernel figures                                       (limit 150 s)
@@ -100,7 +101,7 @@ torch_train() {
 # 1-2: the figures issue 6 is judged on.
 BIG=${MODELS[0]:-}
 if [ -n "$BIG" ]; then
-    trainbench "$BIG" train-f16,diagnose-f16,diagnose-f32,train-f16-recompute,train-f32,objective,objective-f16 200
+    trainbench "$BIG" train-f16,diagnose-f16,diagnose-f32,train-f16-flash,train-f16-recompute,train-f32,objective,objective-f16 200
     torch_train "$BIG" 100
 fi
 

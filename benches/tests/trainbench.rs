@@ -33,7 +33,11 @@ fn smoke_run_prints_checked_figures() {
     };
     assert!(rows.iter().all(|r| r.get("error").is_none()), "{stdout}");
     let checks = named("check_");
-    assert_eq!(checks.len(), 3, "f32, f16, f16 recomputed: {stdout}");
+    assert_eq!(
+        checks.len(),
+        4,
+        "f32, f16, f16 recomputed, f16 flash: {stdout}"
+    );
     for c in &checks {
         assert_eq!(c["ok"], true, "{c}");
         assert_eq!(c["loss_falls"], true, "{c}");
@@ -42,7 +46,7 @@ fn smoke_run_prints_checked_figures() {
         .iter()
         .flat_map(|p| named(p))
         .collect();
-    assert_eq!(figures.len(), 7, "{stdout}");
+    assert_eq!(figures.len(), 8, "{stdout}");
     for f in figures {
         assert_eq!(f["ok"], true, "{f}");
         assert!(f["ref"].is_string(), "{f}");

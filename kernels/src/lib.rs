@@ -10,6 +10,7 @@
 
 pub mod activation;
 pub mod attention;
+pub mod attention_block;
 pub mod cast;
 pub mod elementwise;
 pub mod embedding;
@@ -31,6 +32,7 @@ pub fn all_sources() -> Vec<&'static Source> {
     all.extend(layout::sources());
     all.extend(matmul::sources());
     all.extend(attention::sources());
+    all.extend(attention_block::sources());
     all.extend(reduce::sources());
     all.extend(softmax::sources());
     all.extend(norm::sources());

@@ -6,6 +6,7 @@
 use engine::ops::{
     activation::swiglu,
     attention::{attention, KvCache},
+    attention_block::{attention_f16, score_block_bytes},
     embedding::embedding,
 };
 use engine::{DType, Device, Tensor};
@@ -108,7 +109,16 @@ pub struct Compute {
     /// Keep only each decoder layer's input during training and recompute the layer in the
     /// backward pass (activation checkpointing: less memory, one more forward of compute).
     pub recompute: bool,
+    /// In f16, attention still on the f32 flash kernels instead of f16 matmul blocks (which
+    /// put its products on the tensor cores; see `engine::ops::attention_block`). Sequences
+    /// whose block of scores would pass [`BLOCK_ATTENTION_BYTES`] take the flash kernels
+    /// anyway.
+    pub flash_attention: bool,
 }
+
+/// Most bytes of one block of attention scores (one batch row and kv head: G T^2 f32) for
+/// which f16 attention runs as matmul blocks; longer sequences use the flash kernels.
+pub const BLOCK_ATTENTION_BYTES: u64 = 512 << 20;
 
 #[derive(Clone)]
 struct Linear {
@@ -222,10 +232,20 @@ impl Attention {
         x: &Tensor,
         positions: &Tensor,
         inv_freq: &Tensor,
-        p: Precision,
+        c: Compute,
     ) -> Result<Tensor> {
-        let (q, k, v) = self.qkv(x, positions, inv_freq, p)?;
-        self.output(&attention(&q, &k, &v, true, None)?, p)
+        let (q, k, v) = self.qkv(x, positions, inv_freq, c.precision)?;
+        let blocks = c.precision == Precision::F16
+            && !c.flash_attention
+            && score_block_bytes(self.num_heads, self.num_kv_heads, q.dim(2))
+                <= BLOCK_ATTENTION_BYTES.min(q.device().max_binding_bytes());
+        let y = if blocks {
+            let f16 = |t: &Tensor| t.to_dtype(DType::F16);
+            attention_f16(&f16(&q)?, &f16(&k)?, &f16(&v)?, true, None)?
+        } else {
+            attention(&q, &k, &v, true, None)?
+        };
+        self.output(&y, c.precision)
     }
 
     /// The new tokens `x` (B, Tn, C) at `positions`, attending to the cache and themselves;
@@ -280,18 +300,23 @@ impl DecoderLayer {
         inv_freq: &Tensor,
         cache: Option<&mut KvCache>,
         key_start: Option<&Tensor>,
-        p: Precision,
+        c: Compute,
     ) -> Result<Tensor> {
         let h = x.rms_norm(&self.input_layernorm, self.eps)?;
         let attn = match cache {
-            Some(cache) => self
-                .self_attn
-                .forward_cached(&h, positions, inv_freq, cache, key_start, p)?,
-            None => self.self_attn.forward(&h, positions, inv_freq, p)?,
+            Some(cache) => self.self_attn.forward_cached(
+                &h,
+                positions,
+                inv_freq,
+                cache,
+                key_start,
+                c.precision,
+            )?,
+            None => self.self_attn.forward(&h, positions, inv_freq, c)?,
         };
         let x = x.add(&attn)?;
         let h = x.rms_norm(&self.post_attention_layernorm, self.eps)?;
-        Ok(x.add(&self.mlp.forward(&h, p)?)?)
+        Ok(x.add(&self.mlp.forward(&h, c.precision)?)?)
     }
 
     /// [`DecoderLayer::forward`] without a cache, keeping only `x` for the backward pass,
@@ -301,14 +326,14 @@ impl DecoderLayer {
         x: &Tensor,
         positions: &Tensor,
         inv_freq: &Tensor,
-        p: Precision,
+        c: Compute,
     ) -> Result<Tensor> {
         let params: Vec<Tensor> = self.named().into_iter().map(|(_, t)| t).collect();
         let params: Vec<&Tensor> = params.iter().collect();
         let (layer, positions, inv_freq) = (self.clone(), positions.clone(), inv_freq.clone());
         Ok(engine::checkpoint(&[x], &params, move |xs| {
             layer
-                .forward(&xs[0], &positions, &inv_freq, None, None, p)
+                .forward(&xs[0], &positions, &inv_freq, None, None, c)
                 .map_err(|e| match e {
                     Error::Engine(e) => e,
                     other => engine::Error::Backward(other.to_string()),
@@ -564,14 +589,11 @@ impl Model {
         let mut x = self
             .embed_tokens
             .gather(&self.dev, ids, &[batch, seq_len])?;
-        let Compute {
-            precision,
-            recompute,
-        } = self.compute.get();
-        let recompute = recompute && caches.is_none() && engine::is_grad_enabled();
+        let compute = self.compute.get();
+        let recompute = compute.recompute && caches.is_none() && engine::is_grad_enabled();
         for (i, layer) in self.layers.iter().enumerate() {
             x = if recompute {
-                layer.forward_recomputed(&x, &positions, &self.inv_freq, precision)?
+                layer.forward_recomputed(&x, &positions, &self.inv_freq, compute)?
             } else {
                 let cache = caches.as_deref_mut().map(|c| &mut c[i]);
                 layer.forward(
@@ -580,7 +602,7 @@ impl Model {
                     &self.inv_freq,
                     cache,
                     key_start.as_ref(),
-                    precision,
+                    compute,
                 )?
             };
         }

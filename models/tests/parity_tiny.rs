@@ -217,6 +217,7 @@ fn tiny_llama_through_the_fused_objective_in_f16_matches_hf() {
         Compute {
             precision: Precision::F16,
             recompute: false,
+            ..Default::default()
         },
     );
 }
@@ -228,6 +229,7 @@ fn tiny_llama_with_recomputation_matches_hf() {
         Compute {
             precision: Precision::F32,
             recompute: true,
+            ..Default::default()
         },
     );
 }
@@ -239,6 +241,20 @@ fn tiny_qwen2_in_f16_matches_hf() {
         Compute {
             precision: Precision::F16,
             recompute: false,
+            ..Default::default()
+        },
+    );
+}
+
+#[test]
+fn tiny_qwen2_in_f16_with_flash_attention_matches_hf() {
+    // f16 attention runs as matmul blocks unless asked for the flash kernels.
+    check_with(
+        "tiny-qwen2",
+        Compute {
+            precision: Precision::F16,
+            flash_attention: true,
+            ..Default::default()
         },
     );
 }
@@ -250,6 +266,7 @@ fn tiny_llama_in_f16_with_recomputation_matches_hf() {
         Compute {
             precision: Precision::F16,
             recompute: true,
+            ..Default::default()
         },
     );
 }
@@ -286,6 +303,7 @@ fn recomputation_lowers_peak_memory() {
     model.set_compute(Compute {
         precision: Precision::F32,
         recompute: true,
+        ..Default::default()
     });
     let recomputed = peak_of_step(&model, &ids, 2, 64);
     eprintln!("peak: {plain} bytes plain, {recomputed} with recomputation");

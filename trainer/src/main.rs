@@ -328,6 +328,7 @@ fn diagnose(args: &DiagnoseArgs) -> Result<()> {
     model.set_compute(models::Compute {
         precision: args.precision.resolve(model.device()),
         recompute: false,
+        ..Default::default()
     });
     let probs = token_probs(&model, &ds, args.batch_tokens, pad)?;
     let d = Diagnosis::new(&probs, &args.alphas).map_err(|e| anyhow!(e))?;
@@ -438,6 +439,7 @@ fn run_training(args: &TrainArgs) -> Result<()> {
         compute: models::Compute {
             precision: args.precision.resolve(model.device()),
             recompute: args.recompute,
+            ..Default::default()
         },
         initial_loss_scale: args.loss_scale,
         max_bad_steps: args.max_bad_steps,

@@ -18,7 +18,8 @@
 //!
 //! `trainbench [--model qwen2.5-1.5b|qwen2.5-0.5b|tiny] [--batch 4] [--seq 1024] [--warmup 3]
 //! [--steps 5] [--precision f32|f16|auto] [--recompute] [--plan ITEM,..] [--budget-s 60]
-//! [--smoke] [--no-check]`; plan items: train-f16, train-f16-recompute, train-f32,
+//! [--smoke] [--no-check]`; plan items: train-f16, train-f16-recompute, train-f16-flash
+//! (attention on the f32 flash kernels instead of f16 matmul blocks), train-f32,
 //! train-f32-recompute, diagnose-f16, diagnose-f32, objective, objective-f16. Exit status 1 if
 //! a check failed or a figure could not be made.
 
@@ -338,10 +339,36 @@ fn torch_precision(p: Precision) -> &'static str {
 
 fn tag(c: Compute) -> String {
     format!(
-        "{}{}",
+        "{}{}{}",
         precision_name(c.precision),
-        if c.recompute { "_recompute" } else { "" }
+        if c.recompute { "_recompute" } else { "" },
+        if c.flash_attention && c.precision == Precision::F16 {
+            "_flash"
+        } else {
+            ""
+        }
     )
+}
+
+/// A way of computing as a set key: (f16, recompute, flash attention in f16).
+fn key(c: Compute) -> (bool, bool, bool) {
+    let f16 = c.precision == Precision::F16;
+    (f16, c.recompute, f16 && c.flash_attention)
+}
+
+fn unkey((f16, recompute, flash_attention): (bool, bool, bool)) -> Compute {
+    Compute {
+        precision: if f16 { Precision::F16 } else { Precision::F32 },
+        recompute,
+        flash_attention,
+    }
+}
+
+fn diagnose_compute(precision: Precision) -> Compute {
+    Compute {
+        precision,
+        ..Default::default()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -362,17 +389,24 @@ fn parse_item(s: &str) -> Result<Item> {
         ["train", p] => Item::Train(Compute {
             precision: prec(p)?,
             recompute: false,
+            ..Default::default()
         }),
         ["train", p, "recompute"] => Item::Train(Compute {
             precision: prec(p)?,
             recompute: true,
+            ..Default::default()
+        }),
+        ["train", "f16", "flash"] => Item::Train(Compute {
+            precision: Precision::F16,
+            flash_attention: true,
+            ..Default::default()
         }),
         ["diagnose", p] => Item::Diagnose(prec(p)?),
         ["objective"] => Item::Objective(Precision::F32),
         ["objective", p] => Item::Objective(prec(p)?),
         _ => bail!(
-            "--plan item {s:?}: expected train-f16[-recompute], train-f32[-recompute], \
-             diagnose-f16, diagnose-f32, objective or objective-f16"
+            "--plan item {s:?}: expected train-f16[-recompute], train-f16-flash, \
+             train-f32[-recompute], diagnose-f16, diagnose-f32, objective or objective-f16"
         ),
     })
 }
@@ -539,10 +573,7 @@ fn train_figure(model: &Model, o: &Opts, compute: Compute, ok_check: bool) -> Re
 
 fn diagnose_figure(model: &Model, o: &Opts, precision: Precision, ok_check: bool) -> Result<Value> {
     let dev = model.device();
-    model.set_compute(Compute {
-        precision,
-        recompute: false,
-    });
+    model.set_compute(diagnose_compute(precision));
     let mb = random_batch(model.config.vocab_size, o.batch, o.seq, 2);
     dev.reset_peak();
     let t = time_steps(dev, o, || diagnose_log_p(model, &mb))?;
@@ -579,10 +610,7 @@ fn diagnose_figure(model: &Model, o: &Opts, precision: Precision, ok_check: bool
 /// f16 each step as a training step casts them (`Model::lm_head_operands`).
 fn objective_figure(model: &Model, o: &Opts, precision: Precision) -> Result<Value> {
     let dev = model.device();
-    model.set_compute(Compute {
-        precision,
-        recompute: false,
-    });
+    model.set_compute(diagnose_compute(precision));
     let (n, d, v) = (
         o.batch * o.seq,
         model.config.hidden_size,
@@ -655,6 +683,7 @@ struct Args {
 const USAGE: &str = "trainbench [--model qwen2.5-1.5b|qwen2.5-0.5b|tiny] [--batch 4] [--seq 1024] \
 [--warmup 3] [--steps 5] [--precision f32|f16|auto] [--recompute] [--plan ITEM,..] \
 [--budget-s 60] [--lr 5e-5] [--smoke] [--no-check]\n  plan items: train-f16, train-f16-recompute, \
+train-f16-flash, \
 train-f32, train-f32-recompute, diagnose-f16, diagnose-f32, objective, objective-f16\n  \
 --smoke: tiny model, \
 2 x 32 tokens, 1 warm-up + 2 steps, every item (for a CPU adapter)";
@@ -730,8 +759,8 @@ fn parse_args() -> Result<Args> {
         }
         if a.plan.is_none() {
             a.plan = Some(
-                "train-f16,diagnose-f16,train-f16-recompute,train-f32,diagnose-f32,objective,\
-                 objective-f16"
+                "train-f16,diagnose-f16,train-f16-recompute,train-f16-flash,train-f32,\
+                 diagnose-f32,objective,objective-f16"
                     .into(),
             );
         }
@@ -853,26 +882,23 @@ fn run(a: &Args) -> Result<Vec<Value>> {
     let mut computes = BTreeSet::new();
     for item in &items {
         match *item {
-            Item::Train(c) => computes.insert((c.precision == Precision::F16, c.recompute)),
-            Item::Diagnose(p) => computes.insert((p == Precision::F16, false)),
+            Item::Train(c) => computes.insert(key(c)),
+            Item::Diagnose(p) => computes.insert(key(diagnose_compute(p))),
             Item::Objective(_) => false,
         };
     }
     let mut passed = BTreeSet::new();
-    for &(f16, recompute) in &computes {
-        let compute = Compute {
-            precision: if f16 { Precision::F16 } else { Precision::F32 },
-            recompute,
-        };
+    for &k in &computes {
+        let compute = unkey(k);
         if a.no_check {
-            passed.insert((f16, recompute));
+            passed.insert(k);
             continue;
         }
         let t = Instant::now();
         let name = format!("check_{}", tag(compute));
         let mut row = guarded(&name, || check(&dev, cfg.tie_word_embeddings, compute));
         if row.get("ok") == Some(&json!(true)) {
-            passed.insert((f16, recompute));
+            passed.insert(k);
         }
         row["seconds"] = json!(round(t.elapsed().as_secs_f64(), 2));
         emit(&mut rows, row);
@@ -897,14 +923,14 @@ fn run(a: &Args) -> Result<Vec<Value>> {
             Item::Train(c) => (
                 format!("train_{}_{}", a.opts.model, tag(c)),
                 Box::new(move || {
-                    let ok = passed.contains(&(c.precision == Precision::F16, c.recompute));
+                    let ok = passed.contains(&key(c));
                     train_figure(model, opts, c, ok)
                 }),
             ),
             Item::Diagnose(p) => (
                 format!("diagnose_{}_{}", a.opts.model, precision_name(p)),
                 Box::new(move || {
-                    let ok = passed.contains(&(p == Precision::F16, false));
+                    let ok = passed.contains(&key(diagnose_compute(p)));
                     diagnose_figure(model, opts, p, ok)
                 }),
             ),

@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod attention;
+pub mod attention_block;
 pub mod cast;
 pub mod elementwise;
 pub mod embedding;
