@@ -8,7 +8,7 @@ use attention_ref::*;
 use common::*;
 
 use engine::ops::attention_block::attention_f16;
-use engine::{DType, Error, Tensor};
+use engine::{DType, Device, DeviceOptions, Error, Tensor};
 
 /// Seen up to 7e-4: P, dO and dS rounded to f16 before their products.
 const TOL: f64 = 2e-3;
@@ -19,11 +19,19 @@ fn rounded(v: Vec<f32>) -> Vec<f32> {
         .collect()
 }
 
-fn f16_var(data: &[f32], shape: &[usize]) -> Tensor {
-    tensor(data, shape).to_dtype(DType::F16).unwrap().var()
+fn f16_var(dev: &Device, data: &[f32], shape: &[usize]) -> Tensor {
+    Tensor::from_slice(dev, data, shape)
+        .unwrap()
+        .to_dtype(DType::F16)
+        .unwrap()
+        .var()
 }
 
 fn check_f16(c: Case, seed: u64) {
+    check_f16_on(&dev(), c, seed);
+}
+
+fn check_f16_on(dev: &Device, c: Case, seed: u64) {
     let mut rg = rng(seed);
     let qs = [c.b, c.hq, c.t, c.d];
     let ks = [c.b, c.hkv, c.t, c.d];
@@ -33,7 +41,11 @@ fn check_f16(c: Case, seed: u64) {
     let v = rounded(randn(&mut rg, nk));
     let g = randn(&mut rg, nq);
     let want = reference(&c, &q, &k, &v, &g);
-    let (tq, tk, tv) = (f16_var(&q, &qs), f16_var(&k, &ks), f16_var(&v, &ks));
+    let (tq, tk, tv) = (
+        f16_var(dev, &q, &qs),
+        f16_var(dev, &k, &ks),
+        f16_var(dev, &v, &ks),
+    );
     let out = attention_f16(&tq, &tk, &tv, c.causal, c.scale).expect("forward");
     assert_eq!((out.shape(), out.dtype()), (&qs[..], DType::F32));
     let what = format!("{c:?}");
@@ -45,7 +57,7 @@ fn check_f16(c: Case, seed: u64) {
         TOL,
     );
     let grads = out
-        .mul(&tensor(&g, &qs))
+        .mul(&Tensor::from_slice(dev, &g, &qs).unwrap())
         .unwrap()
         .backward()
         .expect("backward");
@@ -94,6 +106,17 @@ fn f16_block_attention_matches_reference() {
 }
 
 #[test]
+fn blocks_split_into_chunks_where_the_binding_limit_asks() {
+    // 3 blocks of 2 x 16 x 16 score cells (2 KiB of f32 each) under a 4 KiB binding limit:
+    // two chunks, of two blocks and one.
+    let mut opts = DeviceOptions::from_env();
+    opts.shader_checks = true;
+    opts.max_binding_bytes = Some(4096);
+    let small = Device::with_options(opts).expect("a GPU adapter");
+    check_f16_on(&small, case(3, (2, 1), 16, 8, true), 60);
+}
+
+#[test]
 fn f16_block_attention_refuses_bad_shapes() {
     let f16 = |shape: &[usize]| {
         let n = shape.iter().product();
@@ -119,6 +142,11 @@ fn f16_block_attention_refuses_bad_shapes() {
         ), // not self-attention
         (f16(&[1, 4, 8, 16]), f16(&[1, 2, 8, 16]), f16(&[1, 2, 8, 8])), // k and v differ
         (f16(&[4, 8, 16]), f16(&[1, 2, 8, 16]), f16(&[1, 2, 8, 16])),   // rank
+        (
+            f16(&[1, 0, 8, 16]),
+            f16(&[1, 2, 8, 16]),
+            f16(&[1, 2, 8, 16]),
+        ), // no query heads
     ] {
         assert!(attention_f16(&q, &k, &v, true, None).is_err());
     }

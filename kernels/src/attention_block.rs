@@ -41,8 +41,8 @@ pub fn sources() -> Vec<&'static Source> {
     vec![&SOURCE]
 }
 
-/// One block of score rows: `rows` = G T rows (G query heads of T positions) against `t`
-/// keys; its log-sum-exps start at `lse_base` in the (B, Hq, T) buffer.
+/// Score rows of one or more blocks: `rows` (G T per block: G query heads of T positions)
+/// against `t` keys; their log-sum-exps start at `lse_base` in the (B, Hq, T) buffer.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ScoreBlock {
     pub rows: usize,
@@ -93,7 +93,7 @@ pub fn dsoft(b: &ScoreBlock) -> Launch {
     }
 }
 
-/// delta = rowsum(dO * O) over `rows` rows of `d`: buffers do, o, delta.
+/// delta = rowsum(dO * O) over `rows` rows of `d`: buffers do (f16), o, delta.
 pub fn delta(rows: usize, d: usize) -> Launch {
     let b = ScoreBlock {
         rows,

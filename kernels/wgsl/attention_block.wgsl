@@ -1,8 +1,9 @@
-// The f16 path of self-attention (engine/src/ops/attention_block.rs): for one batch row and one
-// kv head at a time, the scores of its G query heads against its keys, S = Q K^T
-// (G T rows x T keys, f32), come from the matmul kernels (cooperative matrices where the
-// adapter has them), and these kernels turn them into probabilities and back. Row r of a
-// block is query position r % T of head r / T; with `causal` it sees keys 0..=r % T.
+// The f16 path of self-attention (engine/src/ops/attention_block.rs): for blocks of one batch
+// row and one kv head, the scores of its G query heads against its keys, S = Q K^T
+// (G T rows x T keys, f32, blocks one after the other), come from the matmul kernels
+// (cooperative matrices where the adapter has them), and these kernels turn them into
+// probabilities and back. Row r is query position r % T; with `causal` it sees keys
+// 0..=r % T.
 //
 //   ab_softmax  one workgroup per row: lse = log sum exp(scale S) over the keys it sees,
 //               P = exp(scale S - lse) as f16 (0 past the mask), lse into lse[lse_base + r]
@@ -11,8 +12,9 @@
 //               bindings: 4 s, 5 lse, 6 p f16
 //   ab_dsoft    dS = scale P (dP - delta_r) as f16, the gradient of the raw scores
 //               bindings: 7 s, 8 lse, 9 dp (rows, t) f32, 10 delta f32, 11 ds f16
-//   ab_delta    delta_r = sum over d of dO[r, d] O[r, d] for every row of the output
-//               bindings: 12 do f32, 13 o f32, 14 delta f32
+//   ab_delta    delta_r = sum over d of dO[r, d] O[r, d] for every row of the output, from
+//               the f16 dO the products see
+//               bindings: 12 do f16, 13 o f32, 14 delta f32
 
 enable f16;
 
@@ -41,7 +43,7 @@ struct Params {
 @group(0) @binding(10) var<storage, read> ds_delta: array<f32>;
 @group(0) @binding(11) var<storage, read_write> ds_out: array<f16>;
 
-@group(0) @binding(12) var<storage, read> dl_do: array<f32>;
+@group(0) @binding(12) var<storage, read> dl_do: array<f16>;
 @group(0) @binding(13) var<storage, read> dl_o: array<f32>;
 @group(0) @binding(14) var<storage, read_write> dl_delta: array<f32>;
 
@@ -141,7 +143,7 @@ fn ab_delta(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     if (r >= p.rows) { return; }
     var acc = 0.0;
     for (var k = 0u; k < p.d; k++) {
-        acc += dl_do[r * p.d + k] * dl_o[r * p.d + k];
+        acc += f32(dl_do[r * p.d + k]) * dl_o[r * p.d + k];
     }
     dl_delta[r] = acc;
 }

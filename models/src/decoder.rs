@@ -6,7 +6,7 @@
 use engine::ops::{
     activation::swiglu,
     attention::{attention, KvCache},
-    attention_block::{attention_f16, score_block_bytes},
+    attention_block::{self, attention_f16},
     embedding::embedding,
 };
 use engine::{DType, Device, Tensor};
@@ -109,16 +109,22 @@ pub struct Compute {
     /// Keep only each decoder layer's input during training and recompute the layer in the
     /// backward pass (activation checkpointing: less memory, one more forward of compute).
     pub recompute: bool,
-    /// In f16, attention still on the f32 flash kernels instead of f16 matmul blocks (which
-    /// put its products on the tensor cores; see `engine::ops::attention_block`). Sequences
-    /// whose block of scores would pass [`BLOCK_ATTENTION_BYTES`] take the flash kernels
-    /// anyway.
-    pub flash_attention: bool,
+    /// How attention is computed in f16 (f32 always takes the flash kernels).
+    pub attention: AttentionPath,
 }
 
-/// Most bytes of one block of attention scores (one batch row and kv head: G T^2 f32) for
-/// which f16 attention runs as matmul blocks; longer sequences use the flash kernels.
-pub const BLOCK_ATTENTION_BYTES: u64 = 512 << 20;
+/// Which kernels compute self-attention during training in f16.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AttentionPath {
+    /// Matmul blocks where they run on cooperative matrices and fit
+    /// (`engine::ops::attention_block::applies`), else the flash kernels.
+    #[default]
+    Auto,
+    /// The f32 flash kernels (`engine::ops::attention`).
+    Flash,
+    /// f16 matmul blocks wherever they fit, whatever kernel the products land on.
+    Blocks,
+}
 
 #[derive(Clone)]
 struct Linear {
@@ -235,10 +241,14 @@ impl Attention {
         c: Compute,
     ) -> Result<Tensor> {
         let (q, k, v) = self.qkv(x, positions, inv_freq, c.precision)?;
+        let (dev, t) = (q.device(), q.dim(2));
+        let (hq, hkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let blocks = c.precision == Precision::F16
-            && !c.flash_attention
-            && score_block_bytes(self.num_heads, self.num_kv_heads, q.dim(2))
-                <= BLOCK_ATTENTION_BYTES.min(q.device().max_binding_bytes());
+            && match c.attention {
+                AttentionPath::Auto => attention_block::applies(dev, hq, hkv, t, d),
+                AttentionPath::Flash => false,
+                AttentionPath::Blocks => attention_block::fits(dev, hq, hkv, t),
+            };
         let y = if blocks {
             let f16 = |t: &Tensor| t.to_dtype(DType::F16);
             attention_f16(&f16(&q)?, &f16(&k)?, &f16(&v)?, true, None)?

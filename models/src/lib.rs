@@ -10,7 +10,7 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use config::{Arch, Config, RopeScaling};
-pub use decoder::{Compute, Model, Precision, VocabMatrix, BLOCK_ATTENTION_BYTES};
+pub use decoder::{AttentionPath, Compute, Model, Precision, VocabMatrix};
 pub use error::{Error, Result};
 pub use generate::GenerateOptions;
 pub use save::SaveDtype;

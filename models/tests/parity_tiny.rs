@@ -10,7 +10,7 @@ use common::*;
 
 use engine::ops::objective::{lm_head_objective, Objective};
 use engine::{DType, Tensor};
-use models::{Compute, Config, Model, Precision, Weights};
+use models::{AttentionPath, Compute, Config, Model, Precision, Weights};
 use safetensors::SafeTensors;
 
 fn f32s(st: &SafeTensors, name: &str) -> (Vec<f32>, Vec<usize>) {
@@ -216,7 +216,7 @@ fn tiny_llama_through_the_fused_objective_in_f16_matches_hf() {
         "tiny-llama",
         Compute {
             precision: Precision::F16,
-            recompute: false,
+            attention: AttentionPath::Blocks,
             ..Default::default()
         },
     );
@@ -247,13 +247,13 @@ fn tiny_qwen2_in_f16_matches_hf() {
 }
 
 #[test]
-fn tiny_qwen2_in_f16_with_flash_attention_matches_hf() {
-    // f16 attention runs as matmul blocks unless asked for the flash kernels.
+fn tiny_qwen2_in_f16_with_block_attention_matches_hf() {
+    // Auto takes the matmul blocks only on cooperative-matrix adapters: ask for them.
     check_with(
         "tiny-qwen2",
         Compute {
             precision: Precision::F16,
-            flash_attention: true,
+            attention: AttentionPath::Blocks,
             ..Default::default()
         },
     );
@@ -266,7 +266,7 @@ fn tiny_llama_in_f16_with_recomputation_matches_hf() {
         Compute {
             precision: Precision::F16,
             recompute: true,
-            ..Default::default()
+            attention: AttentionPath::Blocks,
         },
     );
 }

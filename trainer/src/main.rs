@@ -103,6 +103,10 @@ struct TrainArgs {
     /// (activation checkpointing: less memory for one more forward pass of compute).
     #[arg(long)]
     recompute: bool,
+    /// With f16, how attention is computed: auto = f16 matmul blocks on cooperative matrices
+    /// (tensor cores) where they apply, else the f32 flash kernels; flash or blocks to choose.
+    #[arg(long, value_enum, default_value = "auto")]
+    attention: AttentionArg,
     /// With f16: the loss scale to start from (halved after a step whose gradients
     /// overflow, which is then skipped; doubled after 2000 good steps).
     #[arg(long, default_value_t = 65536.0)]
@@ -111,6 +115,13 @@ struct TrainArgs {
     /// write the longest first to OUTPUT/profile.txt and OUTPUT/profile.json.
     #[arg(long, value_name = "N")]
     profile_step: Option<usize>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AttentionArg {
+    Auto,
+    Flash,
+    Blocks,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -439,7 +450,11 @@ fn run_training(args: &TrainArgs) -> Result<()> {
         compute: models::Compute {
             precision: args.precision.resolve(model.device()),
             recompute: args.recompute,
-            ..Default::default()
+            attention: match args.attention {
+                AttentionArg::Auto => models::AttentionPath::Auto,
+                AttentionArg::Flash => models::AttentionPath::Flash,
+                AttentionArg::Blocks => models::AttentionPath::Blocks,
+            },
         },
         initial_loss_scale: args.loss_scale,
         max_bad_steps: args.max_bad_steps,

@@ -83,8 +83,9 @@ fn recomputation_and_f16_follow_the_f32_run() {
         );
     }
     assert!(re_m[7]["gpu_peak_mib"].as_f64().unwrap() > 0.0);
-    // f16 products with loss scaling: the same run within f16 rounding.
-    let (half_m, half) = losses(&["--precision", "f16", "--recompute"]);
+    // f16 products with loss scaling (attention as f16 matmul blocks, as on a GPU with
+    // cooperative matrices): the same run within f16 rounding.
+    let (half_m, half) = losses(&["--precision", "f16", "--recompute", "--attention", "blocks"]);
     assert_eq!(half_m[0]["loss_scale"].as_f64(), Some(65536.0));
     eprintln!("f32 {plain:?}\nf16 {half:?}");
     for (i, (a, b)) in plain.iter().zip(&half).enumerate() {

@@ -34,7 +34,7 @@ use benches::reference as cpu;
 use engine::ops::objective::{lm_head_log_probs, lm_head_objective, Objective};
 use engine::ops::optim::AdamW;
 use engine::{no_grad, Counters, Device, Gradients, Tensor};
-use models::{Compute, Config, Model, Precision, Weights};
+use models::{AttentionPath, Compute, Config, Model, Precision, Weights};
 use serde_json::{json, Map, Value};
 use trainer::batch::{MicroBatch, SplitMix};
 use trainer::data::Example;
@@ -342,7 +342,7 @@ fn tag(c: Compute) -> String {
         "{}{}{}",
         precision_name(c.precision),
         if c.recompute { "_recompute" } else { "" },
-        if c.flash_attention && c.precision == Precision::F16 {
+        if c.attention == AttentionPath::Flash && c.precision == Precision::F16 {
             "_flash"
         } else {
             ""
@@ -353,14 +353,18 @@ fn tag(c: Compute) -> String {
 /// A way of computing as a set key: (f16, recompute, flash attention in f16).
 fn key(c: Compute) -> (bool, bool, bool) {
     let f16 = c.precision == Precision::F16;
-    (f16, c.recompute, f16 && c.flash_attention)
+    (f16, c.recompute, f16 && c.attention == AttentionPath::Flash)
 }
 
-fn unkey((f16, recompute, flash_attention): (bool, bool, bool)) -> Compute {
+fn unkey((f16, recompute, flash): (bool, bool, bool)) -> Compute {
     Compute {
         precision: if f16 { Precision::F16 } else { Precision::F32 },
         recompute,
-        flash_attention,
+        attention: if flash {
+            AttentionPath::Flash
+        } else {
+            AttentionPath::Auto
+        },
     }
 }
 
@@ -398,7 +402,7 @@ fn parse_item(s: &str) -> Result<Item> {
         }),
         ["train", "f16", "flash"] => Item::Train(Compute {
             precision: Precision::F16,
-            flash_attention: true,
+            attention: AttentionPath::Flash,
             ..Default::default()
         }),
         ["diagnose", p] => Item::Diagnose(prec(p)?),

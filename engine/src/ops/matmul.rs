@@ -142,13 +142,17 @@ fn product(
 /// fit them, else SIMT. The coop kernels are 16x16x16 f16 -> f32, which Vulkan adapters offer
 /// (Metal's are 8x8 f32 only), and find their subgroup with subgroup builtins.
 fn auto_variant(dev: &crate::Device, ea: Elem, eb: Elem, plan: &k::Plan) -> Variant {
-    let f = dev.features();
-    let coop_ok = f.cooperative_matrix && f.subgroups && dev.backend() == wgpu::Backend::Vulkan;
-    if ea == Elem::F16 && eb == Elem::F16 && coop_ok && plan.coop_fits() {
+    if ea == Elem::F16 && eb == Elem::F16 && coop_available(dev) && plan.coop_fits() {
         Variant::CoopDirect
     } else {
         Variant::Simt { a: ea, b: eb }
     }
+}
+
+/// Whether f16 x f16 products whose sizes are multiples of 16 run on cooperative matrices.
+pub fn coop_available(dev: &crate::Device) -> bool {
+    let f = dev.features();
+    f.cooperative_matrix && f.subgroups && dev.backend() == wgpu::Backend::Vulkan
 }
 
 /// One 2-D product inside larger buffers, not recorded: `C = op(A) @ op(B)` where op(A) is
@@ -163,6 +167,31 @@ pub(crate) fn product_at(
     (a, a_base): (&Tensor, usize),
     (b, b_base): (&Tensor, usize),
     (c, c_base): (&Tensor, usize),
+    mnk: [usize; 3],
+    trans_a: bool,
+    trans_b: bool,
+) -> Result<()> {
+    product_batch_at(
+        op,
+        (a, a_base, 0),
+        (b, b_base, 0),
+        (c, c_base, 0),
+        1,
+        mnk,
+        trans_a,
+        trans_b,
+    )
+}
+
+/// `count` such products at once (one series of dispatches), product z reading and writing
+/// from each operand's base plus z times its stride (elements).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn product_batch_at(
+    op: &'static str,
+    (a, a_base, a_stride): (&Tensor, usize, usize),
+    (b, b_base, b_stride): (&Tensor, usize, usize),
+    (c, c_base, c_stride): (&Tensor, usize, usize),
+    count: usize,
     [m, n, kk]: [usize; 3],
     trans_a: bool,
     trans_b: bool,
@@ -174,9 +203,14 @@ pub(crate) fn product_at(
         shape: vec![m, n, kk],
         reason: "no plan for a 2-D product".into(),
     })?;
-    for g in &mut plan.groups {
-        g.base = [a_base, b_base, c_base];
-    }
+    plan.m = m;
+    plan.groups = vec![k::BatchGroup {
+        count,
+        inner: count.max(1),
+        base: [a_base, b_base, c_base],
+        outer_strides: [0; 3],
+        inner_strides: [a_stride, b_stride, c_stride],
+    }];
     for launch in plan.launches(auto_variant(a.device(), ea, eb, &plan)) {
         run(op, &launch, &[a, b, c])?;
     }
