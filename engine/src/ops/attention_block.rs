@@ -133,18 +133,7 @@ pub fn attention_f16(
     let (gt, t, d, cs) = (dm.group() * dm.t, dm.t, dm.d, dm.cells());
     for (j0, nb) in chunks {
         let ((qo, qs), (ko, ks)) = (dm.q_at(j0), dm.k_at(j0));
-        // S (G T, T) = Q (G T, D) K^T, per block.
-        let sc = (&s, 0, cs);
-        product_batch_at(
-            OP,
-            (q, qo, qs),
-            (k, ko, ks),
-            sc,
-            nb,
-            [gt, t, d],
-            false,
-            true,
-        )?;
+        scores(&dm, q, k, &s, j0, nb)?;
         run(OP, &kb::softmax(&dm.rows(j0, nb)), &[&s, &p, &lse])?;
         // O (G T, D) = P (G T, T) V (T, D).
         let oc = (&out, qo, qs);
@@ -168,6 +157,14 @@ pub fn attention_f16(
         lse,
     };
     Ok(out.clone().recorded(&[q, k, v], saved))
+}
+
+/// S (G T, T) = Q (G T, D) K^T for the `nb` blocks from `j0`, one after another in `s`.
+fn scores(dm: &Dims, q: &Tensor, k: &Tensor, s: &Tensor, j0: usize, nb: usize) -> Result<()> {
+    let ((qo, qs), (ko, ks)) = (dm.q_at(j0), dm.k_at(j0));
+    let mnk = [dm.group() * dm.t, dm.t, dm.d];
+    let sc = (s, 0, dm.cells());
+    product_batch_at(OP, (q, qo, qs), (k, ko, ks), sc, nb, mnk, false, true)
 }
 
 fn check(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool, scale: Option<f32>) -> Result<Dims> {
@@ -263,7 +260,7 @@ impl Backward for BlockAttentionBackward {
             let ((qo, qs), (ko, ks)) = (dm.q_at(j0), dm.k_at(j0));
             let blk = dm.rows(j0, nb);
             let (sq, sk, sg) = ((q, qo, qs), (k, ko, ks), (&g16, qo, qs));
-            product_batch_at(OP, sq, sk, (&s, 0, cs), nb, [gt, t, d], false, true)?;
+            scores(&dm, q, k, &s, j0, nb)?;
             run(OP, &kb::probs(&blk), &[&s, &self.lse, &p])?;
             // dV (T, D) = P^T (T, G T) dO (G T, D).
             let dvc = (&dv, ko, ks);
