@@ -72,6 +72,14 @@ def main():
             out.backward(torch.ones_like(out))
 
         emit(f"attention_fwd_bwd_f32_T{t}", timed(fwd_bwd), 3.5 * flops)
+        # bf16 (flash attention): the counterpart of our f16 matmul blocks.
+        qh, kh, vh = (x.detach().bfloat16().requires_grad_() for x in (q, k, v))
+
+        def fwd_bwd_bf16():
+            out = F.scaled_dot_product_attention(qh, kh, vh, is_causal=True, enable_gqa=True)
+            out.backward(torch.ones_like(out))
+
+        emit(f"attention_fwd_bwd_bf16_T{t}", timed(fwd_bwd_bf16), 3.5 * flops)
     # Cross-entropy on materialised logits (the unfused path the fused objective replaces).
     n, d, vocab = 4096, 1536, 151936
     x = torch.randn(n, d, device=dev, requires_grad=True)

@@ -16,9 +16,10 @@ use std::time::Instant;
 
 use benches::reference::{self as cpu, Heads};
 use engine::ops::attention::attention;
+use engine::ops::attention_block::{self, attention_f16};
 use engine::ops::matmul::MatmulKernel;
 use engine::ops::optim::AdamW;
-use engine::{no_grad, Device, Gradients, Tensor};
+use engine::{no_grad, DType, Device, Gradients, Tensor};
 use half::f16;
 use serde_json::{json, Map, Value};
 
@@ -489,9 +490,53 @@ fn attention_check(dev: &Device, sz: &Sizes) -> Res<(Check, Check)> {
     Ok((fwd, bwd))
 }
 
+/// f16 inputs (rounded, so that the f64 reference sees the same values) as variables.
+fn f16_vars(dev: &Device, data: &[&[f32]], shapes: [&[usize]; 3]) -> Res<Vec<Tensor>> {
+    data.iter()
+        .zip(shapes)
+        .map(|(d, s)| Ok(Tensor::from_slice(dev, d, s)?.to_dtype(DType::F16)?.var()))
+        .collect()
+}
+
+fn round_f16(v: Vec<f32>) -> Vec<f32> {
+    v.into_iter().map(|x| f16::from_f32(x).to_f32()).collect()
+}
+
+/// The f16 block attention (`attention_f16`) forward + backward at the check size against
+/// the f64 reference on the same rounded inputs.
+fn attention_blocks_check(dev: &Device, sz: &Sizes) -> Res<Check> {
+    let s = heads(sz, sz.attn_check_t);
+    let (qs, ks) = ([1, s.hq, s.t, s.d], [1, s.hkv, s.t, s.d]);
+    let (nq, nk) = (s.hq * s.t * s.d, s.hkv * s.t * s.d);
+    let (q, k, v, g) = (
+        round_f16(cpu::randn(nq, 25)),
+        round_f16(cpu::randn(nk, 26)),
+        round_f16(cpu::randn(nk, 27)),
+        cpu::randn(nq, 28),
+    );
+    let want = cpu::attention(s, &q, &k, &v, &g);
+    let t = f16_vars(dev, &[&q, &k, &v], [&qs, &ks, &ks])?;
+    let out = attention_f16(&t[0], &t[1], &t[2], true, None)?;
+    // f16 rounding of P, dO and dS before their products (seen 2.1e-3 at this size).
+    let mut check = Check {
+        err: cpu::max_err(&out.to_vec()?, &want.out),
+        tol: 5e-3,
+    };
+    let grads = out.mul(&Tensor::from_slice(dev, &g, &qs)?)?.backward()?;
+    for (t, w) in t.iter().zip([&want.dq, &want.dk, &want.dv]) {
+        let got = grads.get(t).ok_or("attention_f16: no gradient")?.to_vec()?;
+        check = check.worst(Check {
+            err: cpu::max_err(&got, w),
+            tol: 5e-3,
+        });
+    }
+    Ok(check)
+}
+
 fn attention_group(b: &mut Bench) -> Res<()> {
     let dev = b.dev.clone();
     let (fwd_check, grad_check) = attention_check(&dev, &b.sz)?;
+    let blocks_check = attention_blocks_check(&dev, &b.sz)?;
     for t in b.sz.attn_t.clone() {
         let s = heads(&b.sz, t);
         let (qs, ks) = ([1, s.hq, t, s.d], [1, s.hkv, t, s.d]);
@@ -538,6 +583,24 @@ fn attention_group(b: &mut Bench) -> Res<()> {
             fig.extra.push(("fwd_check_max_err", json!(fwd_check.err)));
             fig.extra
                 .push(("grad_check_max_err", json!(grad_check.err)));
+            Ok(fig)
+        })();
+        engine::clear_tape();
+        b.emit_result(name, fig);
+
+        // The f16 path of training (matmul blocks), where one block of scores fits it.
+        if !attention_block::fits(&dev, s.hq, s.hkv, t) {
+            continue;
+        }
+        let name = format!("attention_fwd_bwd_f16blocks_T{t}");
+        let reference = format!("attention_fwd_bwd_bf16_T{t}");
+        let fig = (|| {
+            let t16 = f16_vars(&dev, &[&hq, &hk, &hv], [&qs, &ks, &ks])?;
+            let train = || attention_f16(&t16[0], &t16[1], &t16[2], true, None)?.backward();
+            let timing = time(&dev, &b.sz, train)?;
+            let mut fig = Figure::new(name.clone(), Some(&reference), timing, blocks_check);
+            // The causal count, as SDPA's row (the blocks compute the masked half too).
+            fig.flops = Some(3.5 * flops);
             Ok(fig)
         })();
         engine::clear_tape();
