@@ -2,31 +2,13 @@
 //! check against the f64 CPU reference must pass and every figure must run, as the GPU run
 //! (benches/gpu/run.sh) will ask of it at full size.
 
-use std::process::Command;
+mod common;
 
 use serde_json::Value;
 
 #[test]
 fn quick_run_checks_every_figure() {
-    let out = Command::new(env!("CARGO_BIN_EXE_gpubench"))
-        .arg("--quick")
-        .env(
-            "XDG_RUNTIME_DIR",
-            std::env::var("XDG_RUNTIME_DIR").unwrap_or("/tmp".into()),
-        )
-        .output()
-        .expect("running gpubench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "gpubench --quick failed\n{stdout}\n{stderr}"
-    );
-    let rows: Vec<Value> = stdout
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
+    let (rows, stdout) = common::run_rows(env!("CARGO_BIN_EXE_gpubench"), &["--quick"]);
     let figures: Vec<&Value> = rows.iter().filter(|r| r["name"] != "device").collect();
     assert!(figures.iter().all(|r| r["ok"] == true), "{stdout}");
     for prefix in [

@@ -2,30 +2,13 @@
 //! 0 and print, as JSON lines, passed checks and one sane figure per plan item, each with the
 //! fields benches/gpu/compare.py reads.
 
-use std::process::Command;
+mod common;
 
 use serde_json::Value;
 
 #[test]
 fn smoke_run_prints_checked_figures() {
-    let out = Command::new(env!("CARGO_BIN_EXE_trainbench"))
-        .arg("--smoke")
-        .env(
-            "XDG_RUNTIME_DIR",
-            std::env::var("XDG_RUNTIME_DIR").unwrap_or("/tmp".into()),
-        )
-        .output()
-        .expect("running trainbench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "trainbench --smoke failed\n{stdout}\n{stderr}"
-    );
-    let rows: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
+    let (rows, stdout) = common::run_rows(env!("CARGO_BIN_EXE_trainbench"), &["--smoke"]);
     let named = |prefix: &str| -> Vec<&Value> {
         rows.iter()
             .filter(|r| r["name"].as_str().is_some_and(|n| n.starts_with(prefix)))
