@@ -63,19 +63,6 @@ fn check_case(c: Case, seed: u64) {
     }
 }
 
-fn case(b: usize, (hq, hkv): (usize, usize), t: usize, d: usize, causal: bool) -> Case {
-    Case {
-        b,
-        hq,
-        hkv,
-        t,
-        tk: t,
-        d,
-        causal,
-        scale: None,
-    }
-}
-
 /// Every T in {1, 5, 17, 64, 70}, D in {8, 24, 64}, (Hq, Hkv) in {(1,1), (4,2), (6,1)},
 /// B in {1, 2} and both masks appear, each in several combinations, without the full product.
 #[test]

@@ -72,19 +72,6 @@ fn check_f16_on(dev: &Device, c: Case, seed: u64) {
     }
 }
 
-fn case(b: usize, (hq, hkv): (usize, usize), t: usize, d: usize, causal: bool) -> Case {
-    Case {
-        b,
-        hq,
-        hkv,
-        t,
-        tk: t,
-        d,
-        causal,
-        scale: None,
-    }
-}
-
 #[test]
 fn f16_block_attention_matches_reference() {
     for (i, c) in [

@@ -163,12 +163,46 @@ fn forward(
     Ok((out, lse))
 }
 
-fn bad_rank(t: &Tensor) -> Error {
+fn bad_rank(op: &'static str, t: &Tensor) -> Error {
     Error::BadShape {
-        op: OP,
+        op,
         shape: t.shape().to_vec(),
         reason: "q, k and v must have rank 4: (batch, heads, seq_len, head_dim)".into(),
     }
+}
+
+/// The checks every attention path makes: q, k and v of `dtype` on one device, of rank 4, k
+/// and v of one shape, batch and head_dim agreeing, the query heads a multiple of the kv heads.
+pub(crate) fn check_qkv(
+    op: &'static str,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    dtype: DType,
+) -> Result<()> {
+    for t in [q, k, v] {
+        t.expect_dtype(op, dtype)?;
+        t.check_same_device(op, q)?;
+        if t.rank() != 4 {
+            return Err(bad_rank(op, t));
+        }
+    }
+    if k.shape() != v.shape() {
+        return Err(Error::ShapeMismatch {
+            op,
+            lhs: k.shape().to_vec(),
+            rhs: v.shape().to_vec(),
+        });
+    }
+    let (qs, ks) = (q.shape(), k.shape());
+    if qs[0] != ks[0] || qs[3] != ks[3] || ks[1] == 0 || !qs[1].is_multiple_of(ks[1]) {
+        return Err(Error::ShapeMismatch {
+            op,
+            lhs: qs.to_vec(),
+            rhs: ks.to_vec(),
+        });
+    }
+    Ok(())
 }
 
 /// Check dtypes and shapes; the kernels' sizes (k and v holding `kv_len` of their rows).
@@ -180,28 +214,8 @@ fn attn_shape_with(
     causal: bool,
     scale: Option<f32>,
 ) -> Result<AttnShape> {
-    for t in [q, k, v] {
-        t.expect_dtype(OP, DType::F32)?;
-        if t.rank() != 4 {
-            return Err(bad_rank(t));
-        }
-    }
-    if k.shape() != v.shape() {
-        return Err(Error::ShapeMismatch {
-            op: OP,
-            lhs: k.shape().to_vec(),
-            rhs: v.shape().to_vec(),
-        });
-    }
+    check_qkv(OP, q, k, v, DType::F32)?;
     let (qs, ks) = (q.shape(), k.shape());
-    // Batch and head_dim must agree; heads must divide.
-    if qs[0] != ks[0] || qs[3] != ks[3] || ks[1] == 0 || !qs[1].is_multiple_of(ks[1]) {
-        return Err(Error::ShapeMismatch {
-            op: OP,
-            lhs: qs.to_vec(),
-            rhs: ks.to_vec(),
-        });
-    }
     let head_dim = qs[3];
     let s = AttnShape {
         batch: qs[0],
@@ -230,7 +244,7 @@ fn attn_shape(
     scale: Option<f32>,
 ) -> Result<AttnShape> {
     if k.rank() != 4 {
-        return Err(bad_rank(k));
+        return Err(bad_rank(OP, k));
     }
     attn_shape_with(q, k, v, k.shape()[2], causal, scale)
 }

@@ -15,6 +15,7 @@ use kernels::attention_block::{self as kb, ScoreBlock};
 use crate::autograd::Backward;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::ops::attention::check_qkv;
 use crate::ops::matmul::product_batch_at;
 use crate::ops::run;
 use crate::tensor::Tensor;
@@ -168,25 +169,10 @@ fn scores(dm: &Dims, q: &Tensor, k: &Tensor, s: &Tensor, j0: usize, nb: usize) -
 }
 
 fn check(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool, scale: Option<f32>) -> Result<Dims> {
-    for t in [q, k, v] {
-        t.expect_dtype(OP, DType::F16)?;
-        t.check_same_device(OP, q)?;
-        if t.rank() != 4 {
-            return Err(Error::BadShape {
-                op: OP,
-                shape: t.shape().to_vec(),
-                reason: "q, k and v must have rank 4: (batch, heads, seq_len, head_dim)".into(),
-            });
-        }
-    }
+    check_qkv(OP, q, k, v, DType::F16)?;
     let (qs, ks) = (q.shape(), k.shape());
-    if k.shape() != v.shape()
-        || qs[0] != ks[0]
-        || qs[2] != ks[2]
-        || qs[3] != ks[3]
-        || ks[1] == 0
-        || !qs[1].is_multiple_of(ks[1])
-    {
+    // Self-attention only: as many queries as keys.
+    if qs[2] != ks[2] {
         return Err(Error::ShapeMismatch {
             op: OP,
             lhs: qs.to_vec(),

@@ -73,3 +73,17 @@ pub fn reference(c: &Case, q: &[f32], k: &[f32], v: &[f32], g: &[f32]) -> Refere
     }
     r
 }
+
+/// Self-attention (as many queries as keys) with the default scale.
+pub fn case(b: usize, (hq, hkv): (usize, usize), t: usize, d: usize, causal: bool) -> Case {
+    Case {
+        b,
+        hq,
+        hkv,
+        t,
+        tk: t,
+        d,
+        causal,
+        scale: None,
+    }
+}
