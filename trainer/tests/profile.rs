@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{metrics, repo, tiny_model, train_tiny, trainer};
+use common::{metrics, tiny_model, train_ok, train_on, train_tiny};
 use models::{Config, Model, Weights};
 use serde_json::Value;
 
@@ -51,22 +51,7 @@ fn profiles_exactly_one_step_and_leaves_the_run_unchanged() {
 
     // The same run without profiling computes the same losses.
     let plain = tmp.path().join("plain");
-    let data = repo("tests/fixtures/data/tiny_sft.jsonl");
-    let mut all = vec![
-        "--model",
-        model_dir.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--output",
-        plain.to_str().unwrap(),
-    ];
-    all.extend_from_slice(&args);
-    let run = trainer(&all);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    train_ok(&model_dir, &plain, &args);
     let loss =
         |m: &[Value]| -> Vec<f64> { m.iter().map(|x| x["loss"].as_f64().unwrap()).collect() };
     assert_eq!(loss(&metrics(&out)), loss(&metrics(&plain)));
@@ -79,19 +64,7 @@ fn a_step_outside_the_run_is_refused_before_any_work() {
     let model_dir = tmp.path().join("tiny");
     tiny_model(&model_dir);
     let out = tmp.path().join("run");
-    let data = repo("tests/fixtures/data/tiny_sft.jsonl");
-    let run = trainer(&[
-        "--model",
-        model_dir.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-        "--steps",
-        "3",
-        "--profile-step",
-        "4",
-    ]);
+    let run = train_on(&model_dir, &out, &["--steps", "3", "--profile-step", "4"]);
     assert!(!run.status.success());
     let err = String::from_utf8_lossy(&run.stderr);
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();

@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{device, metrics, repo, smollm2, tiny_model, train_tiny, trainer};
+use common::{device, metrics, repo, smollm2, tiny_model, train_ok, train_on, train_tiny, trainer};
 use models::{Config, Model, Weights};
 
 #[test]
@@ -222,37 +222,23 @@ fn resumed_run_continues_exactly() {
     let tmp = tempfile::tempdir().unwrap();
     let model_dir = tmp.path().join("tiny");
     tiny_model(&model_dir);
-    let data = repo("tests/fixtures/data/tiny_sft.jsonl");
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    let args = |out: &Path| -> Vec<String> {
-        [
-            "--model",
-            model_dir.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-            "--alpha",
-            "1",
-            "--steps",
-            "20",
-            "--batch-size",
-            "2",
-            "--lr",
-            "1e-2",
-            "--save-every",
-            "10",
-            "--output",
-            out.to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
+    let args = [
+        "--alpha",
+        "1",
+        "--steps",
+        "20",
+        "--batch-size",
+        "2",
+        "--lr",
+        "1e-2",
+        "--save-every",
+        "10",
+    ];
     let run = |extra: &[String], out: &Path| {
-        let mut all = args(out);
-        all.extend_from_slice(extra);
-        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        let r = trainer(&refs);
-        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(extra.iter().map(String::as_str));
+        train_ok(&model_dir, out, &all);
     };
     run(&[], &a);
     let ckpt = a.join("checkpoint-10");
@@ -274,12 +260,12 @@ fn resumed_run_continues_exactly() {
         assert_eq!(x["lr"], y["lr"]);
     }
     // A different batch size cannot continue this run.
-    let mut bad = args(&tmp.path().join("c"));
-    let at = bad.iter().position(|a| a == "--batch-size").unwrap();
-    bad[at + 1] = "3".into();
-    bad.extend(["--resume".into(), ckpt.to_string_lossy().into_owned()]);
-    let refs: Vec<&str> = bad.iter().map(String::as_str).collect();
-    let r = trainer(&refs);
+    let mut bad: Vec<&str> = args.to_vec();
+    let at = bad.iter().position(|a| *a == "--batch-size").unwrap();
+    bad[at + 1] = "3";
+    let ckpt = ckpt.to_string_lossy();
+    bad.extend(["--resume", &ckpt]);
+    let r = train_on(&model_dir, &tmp.path().join("c"), &bad);
     assert!(!r.status.success());
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(

@@ -44,13 +44,8 @@ pub fn trainer(args: &[&str]) -> std::process::Output {
         .expect("runs trainer")
 }
 
-/// A tiny model in a temporary folder, trained on the small SFT file with `args`; returns the
-/// folder (deleted on drop), the model folder and the run's output folder.
-pub fn train_tiny(args: &[&str]) -> (tempfile::TempDir, PathBuf, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let model_dir = tmp.path().join("tiny");
-    tiny_model(&model_dir);
-    let out = tmp.path().join("run");
+/// `trainer` training the model in `model_dir` on the small SFT file into `out`, with `args`.
+pub fn train_on(model_dir: &Path, out: &Path, args: &[&str]) -> std::process::Output {
     let data = repo("tests/fixtures/data/tiny_sft.jsonl");
     let mut all = vec![
         "--model",
@@ -61,12 +56,27 @@ pub fn train_tiny(args: &[&str]) -> (tempfile::TempDir, PathBuf, PathBuf) {
         out.to_str().unwrap(),
     ];
     all.extend_from_slice(args);
-    let run = trainer(&all);
+    trainer(&all)
+}
+
+/// [`train_on`], which must succeed.
+pub fn train_ok(model_dir: &Path, out: &Path, args: &[&str]) {
+    let run = train_on(model_dir, out, args);
     assert!(
         run.status.success(),
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
+}
+
+/// A tiny model in a temporary folder, trained on the small SFT file with `args`; returns the
+/// folder (deleted on drop), the model folder and the run's output folder.
+pub fn train_tiny(args: &[&str]) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let model_dir = tmp.path().join("tiny");
+    tiny_model(&model_dir);
+    let out = tmp.path().join("run");
+    train_ok(&model_dir, &out, args);
     (tmp, model_dir, out)
 }
 
