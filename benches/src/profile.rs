@@ -4,7 +4,7 @@
 
 use engine::{Device, Profile};
 use serde_json::{json, Map, Value};
-use trainer::profile::kernel_rows;
+use trainer::profile::{kernel_rows, round};
 
 /// Kernels (merged over grids) and single grids kept in a row.
 const TOP_KERNELS: usize = 15;
@@ -25,11 +25,6 @@ pub fn profiled<T>(
     let profile = dev.profile_stop();
     out?;
     Ok(Some(profile?))
-}
-
-fn round(x: f64, digits: i32) -> f64 {
-    let s = 10f64.powi(digits);
-    (x * s).round() / s
 }
 
 /// Add the profile to `row`: `gpu_ms` (kernel time of the step), `profiled_dispatches`,

@@ -28,7 +28,8 @@ pub fn kernel_rows(list: &[KernelTime], rows: usize, total_ns: f64, grid: bool) 
         .collect()
 }
 
-fn round(x: f64, digits: i32) -> f64 {
+/// `x` to `digits` decimals (for JSON reports).
+pub fn round(x: f64, digits: i32) -> f64 {
     let s = 10f64.powi(digits);
     (x * s).round() / s
 }

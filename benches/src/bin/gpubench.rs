@@ -22,6 +22,7 @@ use engine::ops::optim::AdamW;
 use engine::{no_grad, DType, Device, Gradients, Tensor};
 use half::f16;
 use serde_json::{json, Map, Value};
+use trainer::profile::round;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -186,11 +187,6 @@ struct Figure {
     spot: Option<Check>,
     peak_bytes: u64,
     extra: Vec<(&'static str, Value)>,
-}
-
-fn round(x: f64, digits: i32) -> f64 {
-    let s = 10f64.powi(digits);
-    (x * s).round() / s
 }
 
 impl Figure {

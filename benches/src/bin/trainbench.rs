@@ -39,6 +39,7 @@ use serde_json::{json, Map, Value};
 use trainer::batch::{MicroBatch, SplitMix};
 use trainer::data::Example;
 use trainer::guard::{update, Update};
+use trainer::profile::round;
 use trainer::scaler::LossScaler;
 
 /// The real configs (HF config.json of Qwen/Qwen2.5-0.5B and Qwen/Qwen2.5-1.5B; both tie the
@@ -474,11 +475,6 @@ fn time_steps<T>(dev: &Device, o: &Opts, mut f: impl FnMut() -> Result<T>) -> Re
         new_buffers: dev.pool_stats().buffers_created - b0,
         outs,
     })
-}
-
-fn round(x: f64, digits: i32) -> f64 {
-    let s = 10f64.powi(digits);
-    (x * s).round() / s
 }
 
 fn gib(bytes: u64) -> f64 {
