@@ -16,11 +16,26 @@ pub trait Backward {
     fn backward(&self, grad_out: &Tensor) -> Result<Vec<Option<Tensor>>>;
 }
 
+/// The backward rule of an op with several outputs (made together by one kernel, say):
+/// gradients of its inputs from those of its outputs, `None` for an output no gradient
+/// reached.
+pub trait BackwardMany {
+    fn name(&self) -> &'static str;
+    /// One entry per input, in the op's input order; `None` where no gradient flows.
+    fn backward(&self, grads_out: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>>;
+}
+
+enum Rule {
+    One(Box<dyn Backward>),
+    Many(Box<dyn BackwardMany>),
+}
+
 struct Node {
-    output: TensorId,
+    /// The op's outputs (one, for a [`Rule::One`]).
+    outputs: Vec<TensorId>,
     /// The op's inputs; `None` for those without gradient.
     inputs: Vec<Option<TensorId>>,
-    rule: Box<dyn Backward>,
+    rule: Rule,
 }
 
 thread_local! {
@@ -29,9 +44,23 @@ thread_local! {
 }
 
 pub(crate) fn record(output: TensorId, inputs: Vec<Option<TensorId>>, rule: Box<dyn Backward>) {
+    push(vec![output], inputs, Rule::One(rule));
+}
+
+/// Record an op with several outputs: its rule runs once, when backward reaches the first of
+/// them on the way back (all later uses of every output have passed their gradients by then).
+pub(crate) fn record_many(
+    outputs: Vec<TensorId>,
+    inputs: Vec<Option<TensorId>>,
+    rule: Box<dyn BackwardMany>,
+) {
+    push(outputs, inputs, Rule::Many(rule));
+}
+
+fn push(outputs: Vec<TensorId>, inputs: Vec<Option<TensorId>>, rule: Rule) {
     TAPE.with(|t| {
         t.borrow_mut().push(Node {
-            output,
+            outputs,
             inputs,
             rule,
         })
@@ -165,14 +194,21 @@ impl Tensor {
             pending.insert(self.id(), seed()?);
             let mut var_grads = Gradients::default();
             for node in nodes.into_iter().rev() {
-                let Some(g) = pending.remove(&node.output) else {
+                let grads: Vec<Option<Tensor>> =
+                    node.outputs.iter().map(|o| pending.remove(o)).collect();
+                if grads.iter().all(Option::is_none) {
                     continue; // not on the path to this tensor; dropping frees its saved tensors
+                }
+                let (name, in_grads) = match &node.rule {
+                    Rule::One(r) => {
+                        let g = grads.into_iter().flatten().next().expect("one gradient");
+                        (r.name(), r.backward(&g)?)
+                    }
+                    Rule::Many(r) => (r.name(), r.backward(&grads)?),
                 };
-                let in_grads = node.rule.backward(&g)?;
                 if in_grads.len() != node.inputs.len() {
                     return Err(Error::Backward(format!(
-                        "rule {} returned {} gradients for {} inputs",
-                        node.rule.name(),
+                        "rule {name} returned {} gradients for {} inputs",
                         in_grads.len(),
                         node.inputs.len()
                     )));

@@ -22,7 +22,8 @@ mod runtime;
 mod tensor;
 
 pub use autograd::{
-    checkpoint, clear_tape, enable_grad, is_grad_enabled, no_grad, tape_len, Backward, Gradients,
+    checkpoint, clear_tape, enable_grad, is_grad_enabled, no_grad, tape_len, Backward,
+    BackwardMany, Gradients,
 };
 pub use device::{Counters, Device, DeviceOptions, Features, BINDING_CEILING, MAX_BINDING_ENV};
 pub use dtype::DType;

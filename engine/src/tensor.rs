@@ -167,11 +167,37 @@ impl Tensor {
         R: autograd::Backward + 'static,
         F: FnOnce() -> R,
     {
-        if !autograd::is_grad_enabled() || !inputs.iter().any(|t| t.0.tracked) {
+        if !needs_tape(inputs) {
             return self;
         }
+        let out = self.tracked();
+        autograd::record(out.0.id, tracked_ids(inputs), Box::new(rule()));
+        out
+    }
+
+    /// [`Tensor::recorded`] for an op with several outputs and one backward rule.
+    pub(crate) fn recorded_many<R, F>(
+        outputs: Vec<Tensor>,
+        inputs: &[&Tensor],
+        rule: F,
+    ) -> Vec<Tensor>
+    where
+        R: autograd::BackwardMany + 'static,
+        F: FnOnce() -> R,
+    {
+        if !needs_tape(inputs) {
+            return outputs;
+        }
+        let outputs: Vec<Tensor> = outputs.iter().map(Tensor::tracked).collect();
+        let ids = outputs.iter().map(|t| t.0.id).collect();
+        autograd::record_many(ids, tracked_ids(inputs), Box::new(rule()));
+        outputs
+    }
+
+    /// The same tensor (id, storage), marked as carrying gradients.
+    fn tracked(&self) -> Tensor {
         let i = &self.0;
-        let out = Tensor(Arc::new(Inner {
+        Tensor(Arc::new(Inner {
             id: i.id,
             shape: i.shape.clone(),
             dtype: i.dtype,
@@ -179,13 +205,7 @@ impl Tensor {
             device: i.device.clone(),
             tracked: true,
             is_var: false,
-        }));
-        let ids = inputs
-            .iter()
-            .map(|t| t.0.tracked.then_some(t.0.id))
-            .collect();
-        autograd::record(out.0.id, ids, Box::new(rule()));
-        out
+        }))
     }
 
     // ---- accessors ----
@@ -324,6 +344,18 @@ impl Tensor {
             })
         }
     }
+}
+
+/// Whether an op on `inputs` records onto the tape.
+fn needs_tape(inputs: &[&Tensor]) -> bool {
+    autograd::is_grad_enabled() && inputs.iter().any(|t| t.0.tracked)
+}
+
+fn tracked_ids(inputs: &[&Tensor]) -> Vec<Option<TensorId>> {
+    inputs
+        .iter()
+        .map(|t| t.0.tracked.then_some(t.0.id))
+        .collect()
 }
 
 fn check_len(op: &'static str, len: usize, shape: &[usize]) -> Result<()> {

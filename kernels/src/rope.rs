@@ -1,11 +1,16 @@
 //! Launchers for `wgsl/rope.wgsl`: rotary position embedding (HF rotate-half convention) and
-//! its backward (the rotation by the negative angle), and HF's default inverse frequencies.
+//! its backward (the rotation by the negative angle), for `wgsl/heads.wgsl`: the fused q/k/v
+//! product split into heads with the rotation on the way (and back), and HF's default
+//! inverse frequencies. Both sources end with `wgsl/rotary_math.wgsl` (sin and cos).
 
 use crate::{grid_for, Kernel, Launch, Needs, Params, Source};
 
 pub static SOURCE: Source = Source {
     name: "rope",
-    wgsl: include_str!("../wgsl/rope.wgsl"),
+    wgsl: concat!(
+        include_str!("../wgsl/rope.wgsl"),
+        include_str!("../wgsl/rotary_math.wgsl")
+    ),
     needs: Needs {
         f16: false,
         subgroups: false,
@@ -19,9 +24,33 @@ const ROPE: Kernel = Kernel {
     bindings: &[1, 2, 3, 4],
 };
 
+pub static HEADS_SOURCE: Source = Source {
+    name: "heads",
+    wgsl: concat!(
+        include_str!("../wgsl/heads.wgsl"),
+        include_str!("../wgsl/rotary_math.wgsl")
+    ),
+    needs: Needs {
+        f16: false,
+        subgroups: false,
+        cooperative_matrix: false,
+    },
+};
+
+const HEADS: Kernel = Kernel {
+    source: &HEADS_SOURCE,
+    entry: "heads",
+    bindings: &[1, 2, 3, 4],
+};
+const HEADS_BACK: Kernel = Kernel {
+    source: &HEADS_SOURCE,
+    entry: "heads_back",
+    bindings: &[1, 2, 3, 4],
+};
+
 /// The WGSL sources of this family.
 pub fn sources() -> Vec<&'static Source> {
-    vec![&SOURCE]
+    vec![&SOURCE, &HEADS_SOURCE]
 }
 
 /// HF's default inverse frequencies, computed in f32 as `transformers` does:
@@ -49,6 +78,54 @@ pub fn rope(outer: usize, seq_len: usize, head_dim: usize, group: usize, backwar
             .f32(if backward { -1.0 } else { 1.0 })
             .build(),
     }
+}
+
+/// Where one group of heads sits in a fused projection (B, T, total, D), D = 2 * half.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadGroup {
+    pub batch: usize,
+    pub seq_len: usize,
+    pub half: usize,
+    /// Heads in the fused projection.
+    pub total: usize,
+    /// The group's first head and head count.
+    pub head0: usize,
+    pub heads: usize,
+    /// Positions per batch row (B, T) rather than shared (T).
+    pub positions_per_row: bool,
+    /// Rotate (q, k) or copy (v).
+    pub rotate: bool,
+}
+
+fn heads_launch(kernel: Kernel, g: &HeadGroup) -> Launch {
+    let pairs = g.batch * g.heads * g.seq_len * g.half;
+    Launch {
+        kernel,
+        constants: vec![],
+        workgroups: grid_for(pairs, 256),
+        params: Params::new()
+            .size(pairs)
+            .size(g.seq_len)
+            .size(g.half)
+            .size(g.heads.max(1))
+            .size(g.total)
+            .size(g.head0)
+            .size(if g.positions_per_row { g.seq_len } else { 0 })
+            .size(usize::from(g.rotate))
+            .build(),
+    }
+}
+
+/// Group `g` of the fused projection into its own (B, heads, T, D) tensor, rotated or
+/// copied: buffers fused, positions (u32), inv_freq (half), out.
+pub fn heads(g: &HeadGroup) -> Launch {
+    heads_launch(HEADS, g)
+}
+
+/// The gradient of [`heads`]: buffers g (B, heads, T, D), positions, inv_freq, and the fused
+/// gradient (B, T, total, D), of which it writes the group's heads.
+pub fn heads_backward(g: &HeadGroup) -> Launch {
+    heads_launch(HEADS_BACK, g)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use kernels::rope as k;
 
-use crate::autograd::Backward;
+use crate::autograd::{Backward, BackwardMany};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::ops::run;
@@ -136,5 +136,128 @@ impl Backward for RopeBackward {
             self.dims,
             true,
         )?)])
+    }
+}
+
+/// Split `x` (B, T, H * D), the heads of several projections side by side in each token (the
+/// product of one matmul with the q, k and v weights stacked: `[q | k | v]`), into one
+/// (B, n, T, D) tensor per entry `(n, rotate)` of `groups` (in order; the n add up to H),
+/// rotating those marked `rotate` as [`Tensor::rope_with_freqs`] does (`positions` u32, (T)
+/// or (B, T); `inv_freq` f32, D / 2). One dispatch per group, forward and backward: the
+/// layout change and the rotation in one pass over the data.
+pub fn split_heads(
+    x: &Tensor,
+    groups: &[(usize, bool)],
+    positions: &Tensor,
+    inv_freq: &Tensor,
+) -> Result<Vec<Tensor>> {
+    let op = "split_heads";
+    x.expect_dtype(op, DType::F32)?;
+    positions.expect_dtype(op, DType::U32)?;
+    inv_freq.expect_dtype(op, DType::F32)?;
+    positions.check_same_device(op, x)?;
+    inv_freq.check_same_device(op, x)?;
+    let half = inv_freq.elem_count();
+    let total: usize = groups.iter().map(|g| g.0).sum();
+    let &[batch, seq_len, width] = x.shape() else {
+        return Err(Error::BadShape {
+            op,
+            shape: x.shape().to_vec(),
+            reason: "expected (batch, seq_len, heads * head_dim)".into(),
+        });
+    };
+    if inv_freq.rank() != 1 || half == 0 || width != total * 2 * half {
+        return Err(Error::BadShape {
+            op,
+            shape: x.shape().to_vec(),
+            reason: format!(
+                "the last dimension must hold {total} heads of {} (twice the {half} \
+                 frequencies)",
+                2 * half
+            ),
+        });
+    }
+    let positions_per_row = match positions.shape() {
+        [t] if *t == seq_len => false,
+        [b, t] if *b == batch && *t == seq_len => true,
+        _ => {
+            return Err(Error::ShapeMismatch {
+                op,
+                lhs: x.shape().to_vec(),
+                rhs: positions.shape().to_vec(),
+            })
+        }
+    };
+    let mut head0 = 0;
+    let mut plans = Vec::with_capacity(groups.len());
+    let mut outs = Vec::with_capacity(groups.len());
+    for &(heads, rotate) in groups {
+        let g = k::HeadGroup {
+            batch,
+            seq_len,
+            half,
+            total,
+            head0,
+            heads,
+            positions_per_row,
+            rotate,
+        };
+        head0 += heads;
+        let out = Tensor::uninit(
+            x.device(),
+            op,
+            &[batch, heads, seq_len, 2 * half],
+            DType::F32,
+        )?;
+        if out.elem_count() > 0 {
+            run(op, &k::heads(&g), &[x, positions, inv_freq, &out])?;
+        }
+        plans.push(g);
+        outs.push(out);
+    }
+    let (positions, inv_freq) = (positions.clone(), inv_freq.clone());
+    let shape = x.shape().to_vec();
+    Ok(Tensor::recorded_many(outs, &[x], || SplitHeadsBackward {
+        groups: plans,
+        shape,
+        positions,
+        inv_freq,
+    }))
+}
+
+/// Each group's gradient, rotated back by -a where the forward rotated (R(a) is orthogonal:
+/// dx = R(a)^T g = R(-a) g), written into its heads of the fused gradient; a group no
+/// gradient reached contributes zeros.
+struct SplitHeadsBackward {
+    groups: Vec<k::HeadGroup>,
+    shape: Vec<usize>,
+    positions: Tensor,
+    inv_freq: Tensor,
+}
+
+impl BackwardMany for SplitHeadsBackward {
+    fn name(&self) -> &'static str {
+        "split_heads"
+    }
+    fn backward(&self, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
+        let op = "split_heads_backward";
+        let dev = self.positions.device();
+        let dx = Tensor::uninit(dev, op, &self.shape, DType::F32)?;
+        for (g, plan) in grads.iter().zip(&self.groups) {
+            let shape = [plan.batch, plan.heads, plan.seq_len, 2 * plan.half];
+            let g = match g {
+                Some(g) => g.clone(),
+                None => Tensor::zeros(dev, &shape, DType::F32)?,
+            };
+            g.expect_dtype(op, DType::F32)?;
+            if g.elem_count() > 0 {
+                run(
+                    op,
+                    &k::heads_backward(plan),
+                    &[&g, &self.positions, &self.inv_freq, &dx],
+                )?;
+            }
+        }
+        Ok(vec![Some(dx)])
     }
 }

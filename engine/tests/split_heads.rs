@@ -1,0 +1,287 @@
+//! `split_heads` (the fused q/k/v product into heads, rotary on the way) against an f64 CPU
+//! reference of the layout change and HF's rotate-half rotation, over edge shapes, positions
+//! shared or per batch row; its backward (one rule for several outputs) against the reference
+//! and central finite differences, with an output left unused; bad shapes are errors.
+
+mod common;
+use common::*;
+
+use engine::ops::rope::{default_inv_freq, split_heads};
+use engine::{Error, Tensor};
+
+fn upos(p: &[u32], shape: &[usize]) -> Tensor {
+    Tensor::from_u32_slice(&dev(), p, shape).unwrap()
+}
+
+/// The f64 reference: group `(n, rotate)` of x (B, T, H, D) as (B, n, T, D), rotated by
+/// sign * angle, angle = f32(pos) * inv[i] formed in f32 as HF does.
+#[allow(clippy::too_many_arguments)]
+fn reference(
+    x: &[f32],
+    (b, t, h, d): (usize, usize, usize, usize),
+    head0: usize,
+    n: usize,
+    rotate: bool,
+    pos: &[u32],
+    per_row: bool,
+    inv: &[f32],
+) -> Vec<f64> {
+    let half = d / 2;
+    let mut out = vec![0.0; b * n * t * d];
+    for bi in 0..b {
+        for ni in 0..n {
+            for ti in 0..t {
+                let src = ((bi * t + ti) * h + head0 + ni) * d;
+                let dst = ((bi * n + ni) * t + ti) * d;
+                let p = pos[if per_row { bi * t + ti } else { ti }];
+                for i in 0..half {
+                    let angle = (p as f32 * inv[i]) as f64;
+                    let (s, c) = if rotate {
+                        (angle.sin(), angle.cos())
+                    } else {
+                        (0.0, 1.0)
+                    };
+                    let (x1, x2) = (x[src + i] as f64, x[src + i + half] as f64);
+                    out[dst + i] = x1 * c - x2 * s;
+                    out[dst + i + half] = x2 * c + x1 * s;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The gradient of x from the groups' gradients: each rotated back into its heads.
+#[allow(clippy::too_many_arguments)]
+fn reference_backward(
+    gs: &[Vec<f32>],
+    groups: &[(usize, bool)],
+    (b, t, h, d): (usize, usize, usize, usize),
+    pos: &[u32],
+    per_row: bool,
+    inv: &[f32],
+) -> Vec<f64> {
+    let half = d / 2;
+    let mut dx = vec![0.0; b * t * h * d];
+    let mut head0 = 0;
+    for (g, &(n, rotate)) in gs.iter().zip(groups) {
+        for bi in 0..b {
+            for ni in 0..n {
+                for ti in 0..t {
+                    let fused = ((bi * t + ti) * h + head0 + ni) * d;
+                    let src = ((bi * n + ni) * t + ti) * d;
+                    let p = pos[if per_row { bi * t + ti } else { ti }];
+                    for i in 0..half {
+                        let angle = (p as f32 * inv[i]) as f64;
+                        let (s, c) = if rotate {
+                            (angle.sin(), angle.cos())
+                        } else {
+                            (0.0, 1.0)
+                        };
+                        let (g1, g2) = (g[src + i] as f64, g[src + i + half] as f64);
+                        dx[fused + i] = g1 * c + g2 * s;
+                        dx[fused + i + half] = g2 * c - g1 * s;
+                    }
+                }
+            }
+        }
+        head0 += n;
+    }
+    dx
+}
+
+#[test]
+fn forward_and_backward_match_reference() {
+    let mut r = rng(11);
+    // (batch, seq_len, head_dim, groups (heads, rotate), per-row positions, theta)
+    let cases: &[(usize, usize, usize, &[(usize, bool)], bool, f32)] = &[
+        (
+            1,
+            1,
+            2,
+            &[(1, true), (1, true), (1, false)],
+            false,
+            10_000.0,
+        ),
+        (
+            2,
+            5,
+            8,
+            &[(4, true), (2, true), (2, false)],
+            false,
+            10_000.0,
+        ),
+        (
+            2,
+            5,
+            8,
+            &[(4, true), (2, true), (2, false)],
+            true,
+            1_000_000.0,
+        ),
+        (
+            1,
+            33,
+            14,
+            &[(3, true), (1, true), (1, false)],
+            false,
+            10_000.0,
+        ),
+        (
+            3,
+            7,
+            64,
+            &[(2, true), (2, true), (2, false)],
+            true,
+            500_000.0,
+        ),
+        (
+            1,
+            4,
+            4,
+            &[(2, false), (0, true), (1, true)],
+            false,
+            10_000.0,
+        ),
+    ];
+    for &(b, t, d, groups, per_row, theta) in cases {
+        let h: usize = groups.iter().map(|g| g.0).sum();
+        let x = randn(&mut r, b * t * h * d);
+        let np = if per_row { b * t } else { t };
+        let pos: Vec<u32> = (0..np).map(|i| (i as u32 * 977 + 3) % 40_000).collect();
+        let pos_shape = if per_row { vec![b, t] } else { vec![t] };
+        let inv = default_inv_freq(theta, d);
+        let xv = tensor(&x, &[b, t, h * d]).var();
+        let outs = split_heads(
+            &xv,
+            groups,
+            &upos(&pos, &pos_shape),
+            &tensor(&inv, &[d / 2]),
+        )
+        .unwrap();
+        assert_eq!(outs.len(), groups.len());
+        let what = format!("split_heads b{b} t{t} d{d} {groups:?} per row {per_row}");
+        let mut head0 = 0;
+        let mut gs = Vec::new();
+        let mut loss: Option<Tensor> = None;
+        for (out, &(n, rotate)) in outs.iter().zip(groups) {
+            assert_eq!(out.shape(), &[b, n, t, d], "{what}");
+            let want = reference(&x, (b, t, h, d), head0, n, rotate, &pos, per_row, &inv);
+            assert_close(
+                &format!("{what} group {head0}"),
+                &out.to_vec().unwrap(),
+                &want,
+                F32_TOL,
+            );
+            head0 += n;
+            let g = randn(&mut r, out.elem_count());
+            let term = out
+                .mul(&tensor(&g, out.shape()))
+                .unwrap()
+                .sum_all()
+                .unwrap();
+            loss = Some(match loss {
+                Some(l) => l.add(&term).unwrap(),
+                None => term,
+            });
+            gs.push(g);
+        }
+        let grads = loss.unwrap().backward().unwrap();
+        let want = reference_backward(&gs, groups, (b, t, h, d), &pos, per_row, &inv);
+        let got = grads.get(&xv).unwrap().to_vec().unwrap();
+        assert_close(&format!("{what} backward"), &got, &want, F32_TOL);
+    }
+}
+
+#[test]
+fn equals_permute_narrow_rope_exactly() {
+    // The fused pass computes what the unfused ops do, to the bit.
+    let mut r = rng(12);
+    let (b, t, d, hq, hkv) = (2, 6, 16, 4, 2);
+    let h = hq + 2 * hkv;
+    let x = tensor(&randn(&mut r, b * t * h * d), &[b, t, h * d]);
+    let pos = upos(&[3, 9, 0, 1, 70_000, 5, 2, 2, 8, 1, 0, 40], &[b, t]);
+    let inv = tensor(&default_inv_freq(10_000.0, d), &[d / 2]);
+    let fused = split_heads(&x, &[(hq, true), (hkv, true), (hkv, false)], &pos, &inv).unwrap();
+    let all = x
+        .reshape(&[b, t, h, d])
+        .unwrap()
+        .permute(&[0, 2, 1, 3])
+        .unwrap();
+    let q = all
+        .narrow(1, 0, hq)
+        .unwrap()
+        .rope_with_freqs(&pos, &inv)
+        .unwrap();
+    let k = all
+        .narrow(1, hq, hkv)
+        .unwrap()
+        .rope_with_freqs(&pos, &inv)
+        .unwrap();
+    let v = all.narrow(1, hq + hkv, hkv).unwrap();
+    for (name, got, want) in [
+        ("q", &fused[0], q),
+        ("k", &fused[1], k),
+        ("v", &fused[2], v),
+    ] {
+        assert_eq!(got.to_vec().unwrap(), want.to_vec().unwrap(), "{name}");
+    }
+}
+
+#[test]
+fn gradients_match_finite_differences() {
+    let mut r = rng(13);
+    let (b, t, d) = (2, 3, 4);
+    let groups = [(2, true), (1, true), (1, false)];
+    let x = randn(&mut r, b * t * 4 * d);
+    let inv = default_inv_freq(10_000.0, d);
+    for unused in [None, Some(1)] {
+        check_grads(
+            &format!("split_heads, output {unused:?} unused"),
+            &[(x.clone(), vec![b, t, 4 * d])],
+            |v| {
+                let pos = upos(&[1, 7, 30, 2, 0, 5], &[b, t]);
+                let outs = split_heads(&v[0], &groups, &pos, &tensor(&inv, &[d / 2]))?;
+                let flat: Vec<Tensor> = outs
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| Some(*i) != unused)
+                    .map(|(_, o)| o.reshape(&[o.elem_count()]))
+                    .collect::<engine::Result<_>>()?;
+                Tensor::cat(&flat.iter().collect::<Vec<_>>(), 0)
+            },
+            1e-2,
+            2e-2,
+        );
+    }
+}
+
+#[test]
+fn bad_shapes_are_errors() {
+    let inv = tensor(&default_inv_freq(10_000.0, 4), &[2]);
+    let x = tensor(&[0.0; 2 * 3 * 12], &[2, 3, 12]);
+    let pos = upos(&[0, 1, 2], &[3]);
+    let groups = [(1, true), (1, true), (1, false)];
+    assert!(split_heads(&x, &groups, &pos, &inv).is_ok());
+    // Heads that do not fill the last dimension.
+    assert!(matches!(
+        split_heads(&x, &[(2, true)], &pos, &inv),
+        Err(Error::BadShape { .. })
+    ));
+    // Not (B, T, H * D).
+    let flat = tensor(&[0.0; 36], &[36]);
+    assert!(matches!(
+        split_heads(&flat, &groups, &pos, &inv),
+        Err(Error::BadShape { .. })
+    ));
+    // Positions of another length.
+    assert!(matches!(
+        split_heads(&x, &groups, &upos(&[0, 1], &[2]), &inv),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    // Positions as f32.
+    assert!(matches!(
+        split_heads(&x, &groups, &tensor(&[0.0; 3], &[3]), &inv),
+        Err(Error::DTypeMismatch { .. })
+    ));
+}
