@@ -4,7 +4,13 @@
 //!
 //! `cargo run --release -p engine --example fit_tiny [steps]`
 
-use engine::ops::{activation::swiglu, attention::attention, embedding::embedding, optim::AdamW};
+use engine::ops::{
+    activation::swiglu,
+    attention::attention,
+    embedding::embedding,
+    optim::AdamW,
+    rope::{default_inv_freq, split_heads},
+};
 use engine::{Device, Result, Tensor};
 
 const VOCAB: usize = 16;
@@ -29,15 +35,12 @@ impl Model {
             let data: Vec<f32> = (0..n).map(|_| rng.normal() * std).collect();
             Tensor::from_slice(dev, &data, shape).map(Tensor::var)
         };
-        let shapes: [(&[usize], f32); 8] = [
-            (&[VOCAB, DIM], 0.5),               // embed
-            (&[HEADS * HEAD_DIM, DIM], 0.2),    // q
-            (&[KV_HEADS * HEAD_DIM, DIM], 0.2), // k
-            (&[KV_HEADS * HEAD_DIM, DIM], 0.2), // v
-            (&[DIM, HEADS * HEAD_DIM], 0.2),    // o
-            (&[HIDDEN, DIM], 0.2),              // gate
-            (&[HIDDEN, DIM], 0.2),              // up
-            (&[DIM, HIDDEN], 0.2),              // down
+        let shapes: [(&[usize], f32); 5] = [
+            (&[VOCAB, DIM], 0.5),                             // embed
+            (&[(HEADS + 2 * KV_HEADS) * HEAD_DIM, DIM], 0.2), // q, k, v stacked
+            (&[DIM, HEADS * HEAD_DIM], 0.2),                  // o
+            (&[2 * HIDDEN, DIM], 0.2),                        // gate, up stacked
+            (&[DIM, HIDDEN], 0.2),                            // down
         ];
         let mut params = Vec::new();
         for (shape, std) in shapes {
@@ -60,24 +63,24 @@ impl Model {
         mask: &Tensor,
     ) -> Result<Tensor> {
         let p = &self.params;
-        let (embed, wq, wk, wv, wo, wg, wu, wd) =
-            (&p[0], &p[1], &p[2], &p[3], &p[4], &p[5], &p[6], &p[7]);
-        let (n1, n2, nf, head) = (&p[8], &p[9], &p[10], &p[11]);
+        let (embed, wqkv, wo, wgu, wd) = (&p[0], &p[1], &p[2], &p[3], &p[4]);
+        let (n1, n2, nf, head) = (&p[5], &p[6], &p[7], &p[8]);
         let x = embedding(embed, ids)?; // (B, T, C)
         let h = x.rms_norm(n1, 1e-5)?;
-        let heads = |w: &Tensor, n: usize| -> Result<Tensor> {
-            h.linear(w, None)?
-                .reshape(&[BATCH, SEQ, n, HEAD_DIM])?
-                .permute(&[0, 2, 1, 3]) // (B, n, T, D)
-        };
-        let q = heads(wq, HEADS)?.rope(positions, 10_000.0)?;
-        let k = heads(wk, KV_HEADS)?.rope(positions, 10_000.0)?;
-        let v = heads(wv, KV_HEADS)?;
-        let a = attention(&q, &k, &v, true, None)?; // (B, H, T, D)
+        // One product for q, k and v, split into (B, n, T, D) heads with rotary on q and k.
+        let groups = [(HEADS, true), (KV_HEADS, true), (KV_HEADS, false)];
+        let inv_freq = Tensor::from_slice(
+            h.device(),
+            &default_inv_freq(10_000.0, HEAD_DIM),
+            &[HEAD_DIM / 2],
+        )?;
+        let qkv = split_heads(&h.linear(wqkv, None)?, &groups, positions, &inv_freq)?;
+        let a = attention(&qkv[0], &qkv[1], &qkv[2], true, None)?; // (B, H, T, D)
         let a = a.permute(&[0, 2, 1, 3])?.reshape(&[BATCH, SEQ, DIM])?;
         let x = x.add(&a.linear(wo, None)?)?;
         let h = x.rms_norm(n2, 1e-5)?;
-        let x = x.add(&swiglu(&h.linear(wg, None)?, &h.linear(wu, None)?)?.linear(wd, None)?)?;
+        // One product for gate and up, SwiGLU on its halves.
+        let x = x.add(&swiglu(&h.linear(wgu, None)?)?.linear(wd, None)?)?;
         let logits = x.rms_norm(nf, 1e-5)?.linear(head, None)?; // (B, T, V)
         let nll = logits
             .log_softmax()?

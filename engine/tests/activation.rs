@@ -1,5 +1,5 @@
-//! SwiGLU against an f64 CPU reference (edge sizes, saturating inputs), its fused backward
-//! against the analytic f64 gradient and finite differences.
+//! SwiGLU on [gate | up] rows against an f64 CPU reference (edge sizes, saturating inputs),
+//! its backward against the analytic f64 gradient and finite differences.
 
 mod common;
 use common::*;
@@ -14,65 +14,68 @@ fn sigmoid(x: f64) -> f64 {
 #[test]
 fn forward_and_backward_match_reference() {
     let mut r = rng(1);
-    for n in [1usize, 255, 256, 257, 1000, 70_001] {
-        let mut gate: Vec<f32> = randn(&mut r, n).iter().map(|v| v * 6.0).collect();
-        if n > 4 {
+    // (rows, width): one row, one column, widths around the 256-wide workgroup, many rows.
+    for (rows, w) in [
+        (1usize, 1usize),
+        (1, 255),
+        (3, 256),
+        (2, 257),
+        (7, 100),
+        (70, 1001),
+    ] {
+        let n = rows * w;
+        let mut x: Vec<f32> = randn(&mut r, 2 * n).iter().map(|v| v * 6.0).collect();
+        if w > 4 {
             // Saturated sigmoid both ways.
-            gate[0] = 100.0;
-            gate[1] = -100.0;
-            gate[2] = 30.0;
-            gate[3] = -30.0;
+            x[0] = 100.0;
+            x[1] = -100.0;
+            x[2] = 30.0;
+            x[3] = -30.0;
         }
-        let up = randn(&mut r, n);
         let g = randn(&mut r, n);
-        let shape = if n % 5 == 0 { vec![n / 5, 5] } else { vec![n] };
-        let (gv, uv) = (tensor(&gate, &shape).var(), tensor(&up, &shape).var());
-        let y = swiglu(&gv, &uv).unwrap();
-        assert_eq!(y.shape(), &shape[..]);
-        let (mut want, mut dgate, mut dup) = (vec![], vec![], vec![]);
-        for i in 0..n {
-            let (a, b, gi) = (gate[i] as f64, up[i] as f64, g[i] as f64);
-            let s = sigmoid(a);
-            want.push(a * s * b);
-            dgate.push(gi * b * s * (1.0 + a * (1.0 - s)));
-            dup.push(gi * a * s);
+        let (xshape, yshape) = if rows % 7 == 0 {
+            (vec![7, rows / 7, 2 * w], vec![7, rows / 7, w])
+        } else {
+            (vec![rows, 2 * w], vec![rows, w])
+        };
+        let xv = tensor(&x, &xshape).var();
+        let y = swiglu(&xv).unwrap();
+        assert_eq!(y.shape(), &yshape[..]);
+        let mut want = vec![0.0; n];
+        let mut dx = vec![0.0; 2 * n];
+        for row in 0..rows {
+            for i in 0..w {
+                let (ja, o) = (row * 2 * w + i, row * w + i);
+                let (a, b, gi) = (x[ja] as f64, x[ja + w] as f64, g[o] as f64);
+                let s = sigmoid(a);
+                want[o] = a * s * b;
+                dx[ja] = gi * b * s * (1.0 + a * (1.0 - s));
+                dx[ja + w] = gi * a * s;
+            }
         }
-        assert_close(&format!("swiglu {n}"), &y.to_vec().unwrap(), &want, F32_TOL);
-        let grads = y.mul(&tensor(&g, &shape)).unwrap().backward().unwrap();
-        assert_close(
-            &format!("swiglu d gate {n}"),
-            &grads.get(&gv).unwrap().to_vec().unwrap(),
-            &dgate,
-            F32_TOL,
-        );
-        assert_close(
-            &format!("swiglu d up {n}"),
-            &grads.get(&uv).unwrap().to_vec().unwrap(),
-            &dup,
-            F32_TOL,
-        );
+        let name = format!("swiglu {rows}x{w}");
+        assert_close(&name, &y.to_vec().unwrap(), &want, F32_TOL);
+        let grads = y.mul(&tensor(&g, &yshape)).unwrap().backward().unwrap();
+        let got = grads.get(&xv).unwrap().to_vec().unwrap();
+        assert_close(&format!("{name} dx"), &got, &dx, F32_TOL);
     }
 }
 
 #[test]
 fn gradients_match_finite_differences() {
     let mut r = rng(2);
-    let gate: Vec<f32> = randn(&mut r, 12).iter().map(|v| v * 3.0).collect();
-    let up = randn(&mut r, 12);
-    check_grads(
-        "swiglu",
-        &[(gate, vec![3, 4]), (up, vec![3, 4])],
-        |v| v[0].swiglu(&v[1]),
-        1e-2,
-        2e-2,
-    );
+    let x: Vec<f32> = randn(&mut r, 24).iter().map(|v| v * 3.0).collect();
+    check_grads("swiglu", &[(x, vec![3, 8])], |v| v[0].swiglu(), 1e-2, 2e-2);
 }
 
 #[test]
-fn mismatched_shapes_are_an_error() {
-    let a = tensor(&[1.0; 6], &[2, 3]);
-    assert!(matches!(
-        swiglu(&a, &tensor(&[1.0; 6], &[3, 2])),
-        Err(Error::ShapeMismatch { .. })
-    ));
+fn odd_or_missing_last_dimension_is_an_error() {
+    for shape in [vec![2, 3], vec![]] {
+        let n = shape.iter().product::<usize>();
+        let x = tensor(&vec![1.0; n], &shape);
+        assert!(
+            matches!(swiglu(&x), Err(Error::BadShape { .. })),
+            "{shape:?}"
+        );
+    }
 }

@@ -1,4 +1,5 @@
-//! Launchers for `wgsl/activation.wgsl`: SwiGLU, silu(gate) * up, fused forward and backward.
+//! Launchers for `wgsl/activation.wgsl`: SwiGLU on a row of [gate | up] (the fused gate and up
+//! projections), silu(gate) * up, forward and backward.
 
 use crate::{grid_for, Kernel, Launch, Needs, Params, Source};
 
@@ -15,12 +16,12 @@ pub static SOURCE: Source = Source {
 const SWIGLU: Kernel = Kernel {
     source: &SOURCE,
     entry: "swiglu",
-    bindings: &[1, 2, 3],
+    bindings: &[1, 2],
 };
 const SWIGLU_BWD: Kernel = Kernel {
     source: &SOURCE,
     entry: "swiglu_bwd",
-    bindings: &[4, 5, 6, 7, 8],
+    bindings: &[3, 4, 5],
 };
 
 /// The WGSL sources of this family.
@@ -28,22 +29,23 @@ pub fn sources() -> Vec<&'static Source> {
     vec![&SOURCE]
 }
 
-/// `out = silu(gate) * up` over `n` elements: buffers gate, up, out.
-pub fn swiglu(n: usize) -> Launch {
+fn launch(kernel: Kernel, n: usize, width: usize) -> Launch {
     Launch {
-        kernel: SWIGLU,
+        kernel,
         constants: vec![],
         workgroups: grid_for(n, 256),
-        params: Params::new().size(n).build(),
+        params: Params::new().size(n).size(width.max(1)).build(),
     }
 }
 
-/// Both input gradients from the output gradient g: buffers gate, up, g, d gate, d up.
-pub fn swiglu_backward(n: usize) -> Launch {
-    Launch {
-        kernel: SWIGLU_BWD,
-        constants: vec![],
-        workgroups: grid_for(n, 256),
-        params: Params::new().size(n).build(),
-    }
+/// `out[r, i] = silu(x[r, i]) * x[r, width + i]` for x (rows, 2 width) and `n` = rows * width
+/// outputs: buffers x, out.
+pub fn swiglu(n: usize, width: usize) -> Launch {
+    launch(SWIGLU, n, width)
+}
+
+/// The gradient of x (rows, 2 width), gate and up halves, from the output gradient g (rows,
+/// width), `n` = rows * width: buffers x, g, dx.
+pub fn swiglu_backward(n: usize, width: usize) -> Launch {
+    launch(SWIGLU_BWD, n, width)
 }

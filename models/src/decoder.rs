@@ -1,13 +1,15 @@
 //! The LLaMA / Qwen2 decoder, top to bottom as in the papers' diagram: token embedding,
 //! N x (RMSNorm, attention with rotary embeddings and grouped-query heads, residual,
 //! RMSNorm, SwiGLU MLP, residual), final RMSNorm, LM head (tied to the embedding or not).
-//! Qwen2 is LLaMA with q/k/v biases: one decoder, a config flag. Weight names are HF's.
+//! Qwen2 is LLaMA with q/k/v biases: one decoder, a config flag. Weight names are HF's, except
+//! that q/k/v and gate/up are each stacked into one tensor (one product instead of several).
 
 use engine::ops::{
     activation::swiglu,
     attention::{attention, KvCache},
     attention_block::{self, attention_f16},
     embedding::embedding,
+    rope::split_heads,
 };
 use engine::{DType, Device, Tensor};
 use std::cell::Cell;
@@ -126,61 +128,193 @@ pub enum AttentionPath {
     Blocks,
 }
 
+/// A linear layer whose weight may stack several HF projections that read the same input
+/// (q, k, v; gate, up) along the output rows, so that they run as one product: one larger
+/// matmul fills the GPU better than three small ones (k and v are 256 rows at Qwen2.5-1.5B),
+/// and the input is cast and read once. Where the stack would not fit one GPU binding, each
+/// part keeps its own tensor and the products are concatenated.
 #[derive(Clone)]
 struct Linear {
-    weight: Tensor,
-    bias: Option<Tensor>,
+    /// Row blocks of the (out, in) weight: the whole stack, or one per part.
+    weight: Vec<Tensor>,
+    /// The bias in the same blocks (none, or one per weight block).
+    bias: Vec<Tensor>,
+    /// Name of the stack as one parameter (used when `weight` is one block of several parts).
+    stacked: String,
+    /// The HF tensors stacked, by name within the layer (without `.weight`), and their rows.
+    parts: Vec<(String, usize)>,
 }
 
 impl Linear {
-    fn new(w: &Weights, out_dim: usize, in_dim: usize, bias: bool, std: f32) -> Result<Linear> {
-        Ok(Linear {
-            weight: w.get("weight", &[out_dim, in_dim], Init::Normal(std))?,
-            bias: if bias {
-                Some(w.get("bias", &[out_dim], Init::Zeros)?)
+    /// The projections `parts` (HF name, output rows) of `in_dim` inputs, stacked in that
+    /// order under the name `stacked` (within the layer) where they fit one binding.
+    fn new(
+        w: &Weights,
+        stacked: &str,
+        parts: &[(&str, usize)],
+        in_dim: usize,
+        bias: bool,
+        std: f32,
+    ) -> Result<Linear> {
+        let load = |suffix: &str, shape: &[usize], init: Init| -> Result<Vec<Tensor>> {
+            parts
+                .iter()
+                .map(|&(name, rows)| {
+                    let shape: Vec<usize> =
+                        std::iter::once(rows).chain(shape.iter().copied()).collect();
+                    w.pp(name).get(suffix, &shape, init)
+                })
+                .collect()
+        };
+        let rows: usize = parts.iter().map(|p| p.1).sum();
+        let fits = (rows * in_dim * 4) as u64 <= w.device().max_binding_bytes();
+        let stack = |t: Vec<Tensor>| -> Result<Vec<Tensor>> {
+            if t.len() > 1 && fits {
+                let refs: Vec<&Tensor> = t.iter().collect();
+                Ok(vec![Tensor::cat(&refs, 0)?])
             } else {
-                None
+                Ok(t)
+            }
+        };
+        Ok(Linear {
+            weight: stack(load("weight", &[in_dim], Init::Normal(std))?)?,
+            bias: if bias {
+                stack(load("bias", &[], Init::Zeros)?)?
+            } else {
+                Vec::new()
             },
+            stacked: stacked.into(),
+            parts: parts.iter().map(|&(n, r)| (n.to_string(), r)).collect(),
         })
     }
+
+    fn vars(self) -> Linear {
+        Linear {
+            weight: self.weight.into_iter().map(Tensor::var).collect(),
+            bias: self.bias.into_iter().map(Tensor::var).collect(),
+            ..self
+        }
+    }
+
+    /// x (.., in) -> (.., out), the parts' outputs side by side in their order.
     fn forward(&self, x: &Tensor, precision: Precision) -> Result<Tensor> {
-        Ok(match precision {
-            Precision::F32 => x.linear(&self.weight, self.bias.as_ref())?,
-            // Cast inside the graph, so the f32 master weight receives the gradient.
-            Precision::F16 => x
-                .to_dtype(DType::F16)?
-                .linear(&self.weight.to_dtype(DType::F16)?, self.bias.as_ref())?,
-        })
+        // Cast inside the graph, so the f32 master weight receives the gradient.
+        let (x, cast) = match precision {
+            Precision::F32 => (x.clone(), false),
+            Precision::F16 => (x.to_dtype(DType::F16)?, true),
+        };
+        let outs = self
+            .weight
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let w = if cast {
+                    w.to_dtype(DType::F16)?
+                } else {
+                    w.clone()
+                };
+                x.linear(&w, self.bias.get(i))
+            })
+            .collect::<engine::Result<Vec<_>>>()?;
+        if outs.len() == 1 {
+            return Ok(outs.into_iter().next().expect("one block"));
+        }
+        let refs: Vec<&Tensor> = outs.iter().collect();
+        Ok(Tensor::cat(&refs, -1)?)
+    }
+
+    /// The parameters under their names within the layer, each with the HF tensors it
+    /// stacks (name, rows).
+    fn named(&self) -> Vec<Param> {
+        let one = self.weight.len() == 1;
+        let block = |i: usize, suffix: &str, t: &Tensor| {
+            let (name, hf) = if one && self.parts.len() > 1 {
+                let hf = self
+                    .parts
+                    .iter()
+                    .map(|(n, r)| (format!("{n}.{suffix}"), *r));
+                (format!("{}.{suffix}", self.stacked), hf.collect())
+            } else {
+                let (n, r) = &self.parts[i];
+                (format!("{n}.{suffix}"), vec![(format!("{n}.{suffix}"), *r)])
+            };
+            Param {
+                name,
+                tensor: t.clone(),
+                hf,
+            }
+        };
+        let weights = self
+            .weight
+            .iter()
+            .enumerate()
+            .map(|(i, t)| block(i, "weight", t));
+        let biases = self
+            .bias
+            .iter()
+            .enumerate()
+            .map(|(i, t)| block(i, "bias", t));
+        weights.chain(biases).collect()
+    }
+}
+
+/// A trainable tensor under its name, with the HF tensors it holds stacked along its rows
+/// (itself alone, for most).
+struct Param {
+    name: String,
+    tensor: Tensor,
+    hf: Vec<(String, usize)>,
+}
+
+impl Param {
+    fn single(name: &str, tensor: &Tensor) -> Param {
+        Param {
+            name: name.into(),
+            tensor: tensor.clone(),
+            hf: vec![(name.into(), tensor.shape().first().copied().unwrap_or(1))],
+        }
+    }
+
+    /// The same parameter with `scope.` before its names.
+    fn within(self, scope: &str) -> Param {
+        Param {
+            name: format!("{scope}.{}", self.name),
+            hf: self
+                .hf
+                .into_iter()
+                .map(|(n, r)| (format!("{scope}.{n}"), r))
+                .collect(),
+            ..self
+        }
     }
 }
 
 #[derive(Clone)]
 struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
+    /// gate_proj and up_proj stacked: one product, then SwiGLU on its two halves.
+    gate_up: Linear,
     down_proj: Linear,
 }
 
 impl Mlp {
     fn new(cfg: &Config, w: &Weights, std: f32) -> Result<Mlp> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        let parts = [("gate_proj", i), ("up_proj", i)];
         Ok(Mlp {
-            gate_proj: Linear::new(&w.pp("gate_proj"), i, h, false, std)?,
-            up_proj: Linear::new(&w.pp("up_proj"), i, h, false, std)?,
-            down_proj: Linear::new(&w.pp("down_proj"), h, i, false, std)?,
+            gate_up: Linear::new(w, "gate_up_proj", &parts, h, false, std)?,
+            down_proj: Linear::new(w, "down_proj", &[("down_proj", h)], i, false, std)?,
         })
     }
     fn forward(&self, x: &Tensor, p: Precision) -> Result<Tensor> {
-        let act = swiglu(&self.gate_proj.forward(x, p)?, &self.up_proj.forward(x, p)?)?;
+        let act = swiglu(&self.gate_up.forward(x, p)?)?;
         self.down_proj.forward(&act, p)
     }
 }
 
 #[derive(Clone)]
 struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
+    /// q_proj, k_proj and v_proj stacked: one product.
+    qkv: Linear,
     o_proj: Linear,
     num_heads: usize,
     num_kv_heads: usize,
@@ -192,10 +326,15 @@ impl Attention {
         let (h, d) = (cfg.hidden_size, cfg.head_dim);
         let (nq, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
         Ok(Attention {
-            q_proj: Linear::new(&w.pp("q_proj"), nq * d, h, cfg.qkv_bias, std)?,
-            k_proj: Linear::new(&w.pp("k_proj"), nkv * d, h, cfg.qkv_bias, std)?,
-            v_proj: Linear::new(&w.pp("v_proj"), nkv * d, h, cfg.qkv_bias, std)?,
-            o_proj: Linear::new(&w.pp("o_proj"), h, nq * d, cfg.o_bias, std)?,
+            qkv: Linear::new(
+                w,
+                "qkv_proj",
+                &[("q_proj", nq * d), ("k_proj", nkv * d), ("v_proj", nkv * d)],
+                h,
+                cfg.qkv_bias,
+                std,
+            )?,
+            o_proj: Linear::new(w, "o_proj", &[("o_proj", h)], nq * d, cfg.o_bias, std)?,
             num_heads: nq,
             num_kv_heads: nkv,
             head_dim: d,
@@ -210,17 +349,12 @@ impl Attention {
         inv_freq: &Tensor,
         p: Precision,
     ) -> Result<(Tensor, Tensor, Tensor)> {
-        let (b, t) = (x.dim(0), x.dim(1));
-        let heads = |proj: &Linear, n: usize| -> Result<Tensor> {
-            // (B, T, n*D) -> (B, n, T, D)
-            Ok(proj
-                .forward(x, p)?
-                .reshape(&[b, t, n, self.head_dim])?
-                .permute(&[0, 2, 1, 3])?)
-        };
-        let q = heads(&self.q_proj, self.num_heads)?.rope_with_freqs(positions, inv_freq)?;
-        let k = heads(&self.k_proj, self.num_kv_heads)?.rope_with_freqs(positions, inv_freq)?;
-        Ok((q, k, heads(&self.v_proj, self.num_kv_heads)?))
+        let (nq, nkv) = (self.num_heads, self.num_kv_heads);
+        // (B, T, (Hq + 2 Hkv) D) -> q (B, Hq, T, D), k, v (B, Hkv, T, D) in one pass.
+        let groups = [(nq, true), (nkv, true), (nkv, false)];
+        let qkv = split_heads(&self.qkv.forward(x, p)?, &groups, positions, inv_freq)?;
+        let [q, k, v]: [Tensor; 3] = qkv.try_into().expect("three groups, three tensors");
+        Ok((q, k, v))
     }
 
     /// (B, Hq, T, D) attention output -> (B, T, C) through o_proj.
@@ -338,7 +472,7 @@ impl DecoderLayer {
         inv_freq: &Tensor,
         c: Compute,
     ) -> Result<Tensor> {
-        let params: Vec<Tensor> = self.named().into_iter().map(|(_, t)| t).collect();
+        let params: Vec<Tensor> = self.named().into_iter().map(|p| p.tensor).collect();
         let params: Vec<&Tensor> = params.iter().collect();
         let (layer, positions, inv_freq) = (self.clone(), positions.clone(), inv_freq.clone());
         Ok(engine::checkpoint(&[x], &params, move |xs| {
@@ -351,35 +485,24 @@ impl DecoderLayer {
         })?)
     }
 
-    /// The layer's weights under their HF names within the layer.
-    fn named(&self) -> Vec<(String, Tensor)> {
-        let mut out = vec![(
-            "input_layernorm.weight".into(),
-            self.input_layernorm.clone(),
-        )];
+    /// The layer's weights under their names within the layer (HF's, or a stack's).
+    fn named(&self) -> Vec<Param> {
+        let within = |scope: &'static str, params: Vec<Param>| {
+            params.into_iter().map(move |p| p.within(scope))
+        };
         let a = &self.self_attn;
-        for (n, lin) in [
-            ("q_proj", &a.q_proj),
-            ("k_proj", &a.k_proj),
-            ("v_proj", &a.v_proj),
-            ("o_proj", &a.o_proj),
-        ] {
-            out.push((format!("self_attn.{n}.weight"), lin.weight.clone()));
-            if let Some(b) = &lin.bias {
-                out.push((format!("self_attn.{n}.bias"), b.clone()));
-            }
-        }
-        out.push((
-            "post_attention_layernorm.weight".into(),
-            self.post_attention_layernorm.clone(),
+        let mut out = vec![Param::single(
+            "input_layernorm.weight",
+            &self.input_layernorm,
+        )];
+        out.extend(within("self_attn", a.qkv.named()));
+        out.extend(within("self_attn", a.o_proj.named()));
+        out.push(Param::single(
+            "post_attention_layernorm.weight",
+            &self.post_attention_layernorm,
         ));
-        for (n, lin) in [
-            ("gate_proj", &self.mlp.gate_proj),
-            ("up_proj", &self.mlp.up_proj),
-            ("down_proj", &self.mlp.down_proj),
-        ] {
-            out.push((format!("mlp.{n}.weight"), lin.weight.clone()));
-        }
+        out.extend(within("mlp", self.mlp.gate_up.named()));
+        out.extend(within("mlp", self.mlp.down_proj.named()));
         out
     }
 }
@@ -435,27 +558,20 @@ impl Model {
     }
 
     fn into_vars(self) -> Model {
-        let lin = |l: Linear| Linear {
-            weight: l.weight.var(),
-            bias: l.bias.map(Tensor::var),
-        };
         let layers = self
             .layers
             .into_iter()
             .map(|l| DecoderLayer {
                 input_layernorm: l.input_layernorm.var(),
                 self_attn: Attention {
-                    q_proj: lin(l.self_attn.q_proj),
-                    k_proj: lin(l.self_attn.k_proj),
-                    v_proj: lin(l.self_attn.v_proj),
-                    o_proj: lin(l.self_attn.o_proj),
+                    qkv: l.self_attn.qkv.vars(),
+                    o_proj: l.self_attn.o_proj.vars(),
                     ..l.self_attn
                 },
                 post_attention_layernorm: l.post_attention_layernorm.var(),
                 mlp: Mlp {
-                    gate_proj: lin(l.mlp.gate_proj),
-                    up_proj: lin(l.mlp.up_proj),
-                    down_proj: lin(l.mlp.down_proj),
+                    gate_up: l.mlp.gate_up.vars(),
+                    down_proj: l.mlp.down_proj.vars(),
                 },
                 eps: l.eps,
             })
@@ -656,27 +772,46 @@ impl Model {
         })
     }
 
-    /// Every weight under its HF name; a vocabulary matrix split into chunks appears once
-    /// per chunk, as `name` then `name#1`, `name#2`, ...
+    /// Every trainable tensor under its name: HF's, except where the model stacks HF
+    /// projections into one tensor (`self_attn.qkv_proj`, `mlp.gate_up_proj`; see
+    /// [`Model::hf_rows`]); a vocabulary matrix split into chunks appears once per chunk, as
+    /// `name` then `name#1`, `name#2`, ...
     pub fn parameters(&self) -> Vec<(String, Tensor)> {
+        self.params()
+            .into_iter()
+            .map(|p| (p.name, p.tensor))
+            .collect()
+    }
+
+    /// The HF tensors that parameter `name` stacks along its first dimension, in order, with
+    /// their rows: `[(name, rows)]` for a parameter that is one HF tensor (or a chunk of one);
+    /// empty for a name that is not a parameter.
+    pub fn hf_rows(&self, name: &str) -> Vec<(String, usize)> {
+        self.params()
+            .into_iter()
+            .find(|p| p.name == name)
+            .map(|p| p.hf)
+            .unwrap_or_default()
+    }
+
+    fn params(&self) -> Vec<Param> {
         let mut out = Vec::new();
-        let vocab = |m: &VocabMatrix, out: &mut Vec<(String, Tensor)>| {
+        let vocab = |m: &VocabMatrix, out: &mut Vec<Param>| {
             for (i, c) in m.chunks.iter().enumerate() {
                 let name = if i == 0 {
                     m.name.clone()
                 } else {
                     format!("{}#{i}", m.name)
                 };
-                out.push((name, c.clone()));
+                out.push(Param::single(&name, c));
             }
         };
         vocab(&self.embed_tokens, &mut out);
         for (i, l) in self.layers.iter().enumerate() {
-            for (name, t) in l.named() {
-                out.push((format!("model.layers.{i}.{name}"), t));
-            }
+            let scope = format!("model.layers.{i}");
+            out.extend(l.named().into_iter().map(|p| p.within(&scope)));
         }
-        out.push(("model.norm.weight".into(), self.norm.clone()));
+        out.push(Param::single("model.norm.weight", &self.norm));
         if let Some(head) = &self.lm_head {
             vocab(head, &mut out);
         }

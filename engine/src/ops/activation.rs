@@ -1,4 +1,5 @@
-//! SwiGLU: silu(gate) * up, fused forward and backward.
+//! SwiGLU on the fused gate and up projections: x (.., 2w) -> silu(x[.., :w]) * x[.., w:],
+//! forward and backward one kernel each.
 
 use kernels::activation as k;
 
@@ -8,39 +9,44 @@ use crate::error::{Error, Result};
 use crate::ops::run;
 use crate::tensor::Tensor;
 
-/// `silu(gate) * up` elementwise (same shapes), silu(x) = x * sigmoid(x).
-pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+/// `silu(gate) * up` for x (.., 2w) whose last dimension holds the gate then the up values
+/// (the output of one product with the gate and up weights stacked), giving (.., w);
+/// silu(a) = a * sigmoid(a).
+pub fn swiglu(x: &Tensor) -> Result<Tensor> {
     let op = "swiglu";
-    gate.expect_dtype(op, DType::F32)?;
-    up.expect_dtype(op, DType::F32)?;
-    if gate.shape() != up.shape() {
-        return Err(Error::ShapeMismatch {
+    x.expect_dtype(op, DType::F32)?;
+    let Some(&last) = x.shape().last().filter(|&&l| l % 2 == 0) else {
+        return Err(Error::BadShape {
             op,
-            lhs: gate.shape().to_vec(),
-            rhs: up.shape().to_vec(),
+            shape: x.shape().to_vec(),
+            reason: "expected (.., 2w): the gate and up halves in an even last dimension".into(),
         });
-    }
-    let out = Tensor::uninit(gate.device(), op, gate.shape(), DType::F32)?;
+    };
+    let width = last / 2;
+    let mut shape = x.shape().to_vec();
+    shape.pop();
+    shape.push(width);
+    let out = Tensor::uninit(x.device(), op, &shape, DType::F32)?;
     if out.elem_count() > 0 {
-        run(op, &k::swiglu(out.elem_count()), &[gate, up, &out])?;
+        run(op, &k::swiglu(out.elem_count(), width), &[x, &out])?;
     }
-    let (g, u) = (gate.detach(), up.detach());
-    Ok(out.recorded(&[gate, up], || SwigluBackward { gate: g, up: u }))
+    let saved = x.detach();
+    Ok(out.recorded(&[x], || SwigluBackward { x: saved, width }))
 }
 
 impl Tensor {
-    /// `silu(self) * up`: see [`swiglu`].
-    pub fn swiglu(&self, up: &Tensor) -> Result<Tensor> {
-        swiglu(self, up)
+    /// SwiGLU of the [gate | up] halves of the last dimension: see [`swiglu`].
+    pub fn swiglu(&self) -> Result<Tensor> {
+        swiglu(self)
     }
 }
 
 /// y = silu(a) b, silu(a) = a s, s = sigmoid(a), s' = s (1 - s):
 ///   d silu/da = s + a s (1 - s) = s (1 + a (1 - s))
-///   d a = g b s (1 + a (1 - s)),   d b = g silu(a)          (one fused kernel)
+///   d a = g b s (1 + a (1 - s)),   d b = g silu(a)     (one kernel, into one [da | db] tensor)
 struct SwigluBackward {
-    gate: Tensor,
-    up: Tensor,
+    x: Tensor,
+    width: usize,
 }
 
 impl Backward for SwigluBackward {
@@ -50,17 +56,11 @@ impl Backward for SwigluBackward {
     fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let op = "swiglu_backward";
         g.expect_dtype(op, DType::F32)?;
-        let dev = g.device();
-        let dgate = Tensor::uninit(dev, op, self.gate.shape(), DType::F32)?;
-        let dup = Tensor::uninit(dev, op, self.up.shape(), DType::F32)?;
-        let n = dgate.elem_count();
+        let dx = Tensor::uninit(g.device(), op, self.x.shape(), DType::F32)?;
+        let n = g.elem_count();
         if n > 0 {
-            run(
-                op,
-                &k::swiglu_backward(n),
-                &[&self.gate, &self.up, g, &dgate, &dup],
-            )?;
+            run(op, &k::swiglu_backward(n, self.width), &[&self.x, g, &dx])?;
         }
-        Ok(vec![Some(dgate), Some(dup)])
+        Ok(vec![Some(dx)])
     }
 }
