@@ -79,3 +79,51 @@ fn odd_or_missing_last_dimension_is_an_error() {
         );
     }
 }
+
+#[test]
+fn f16_output_is_the_f32_result_cast_bit_for_bit() {
+    use engine::{DType, Tensor};
+    let mut r = rng(3);
+    // Odd and even output counts (the last f16 word half padding), rows of odd width (word
+    // pairs straddling rows), and values past f16's range and in its subnormals.
+    for (rows, w) in [(1usize, 1usize), (3, 5), (4, 256), (9, 301)] {
+        let mut x: Vec<f32> = randn(&mut r, 2 * rows * w)
+            .iter()
+            .map(|v| v * 4.0)
+            .collect();
+        if w > 4 {
+            x[0] = 300.0; // gate
+            x[w] = 400.0; // its up: 1.2e5, past f16's 65504
+            x[1] = 1e-3;
+            x[w + 1] = 1e-3; // ~5e-7: an f16 subnormal
+        }
+        let shape = [rows, 2 * w];
+        let xv = tensor(&x, &shape).var();
+        let y16 = engine::ops::activation::swiglu_as(&xv, DType::F16).unwrap();
+        assert_eq!(y16.dtype(), DType::F16);
+        assert_eq!(y16.shape(), &[rows, w]);
+        let want = engine::no_grad(|| swiglu(&xv).unwrap().to_dtype(DType::F16).unwrap());
+        let want = want.to_vec_f16().unwrap();
+        let got = y16.to_vec_f16().unwrap();
+        let bits = |v: &[half::f16]| v.iter().map(|h| h.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&want), "{rows}x{w}");
+        // The gradient is the f32 path's (f32, through the same rule).
+        let g = tensor(&randn(&mut r, rows * w), &[rows, w]);
+        let grad = |y: Tensor| {
+            y.to_dtype(DType::F32)
+                .unwrap()
+                .mul(&g)
+                .unwrap()
+                .backward()
+                .unwrap()
+                .get(&xv)
+                .unwrap()
+                .to_vec()
+                .unwrap()
+        };
+        // One backward at a time: each consumes the tape.
+        let d16 = grad(y16);
+        let d32 = grad(swiglu(&xv).unwrap());
+        assert_eq!(d16, d32, "{rows}x{w} gradient");
+    }
+}

@@ -144,3 +144,54 @@ fn wrong_weight_shape_is_an_error() {
         Err(Error::ShapeMismatch { .. })
     ));
 }
+
+#[test]
+fn f16_output_is_the_f32_result_cast_bit_for_bit() {
+    use engine::{no_grad, DType, Tensor};
+    let mut r = rng(5);
+    // Even lengths (the kernel writes f16 words), odd ones (norm, then cast), one past the
+    // workgroup; rows whose values overflow f16 or fall into its subnormals.
+    for (rows, len) in [(1usize, 2usize), (3, 7), (2, 256), (5, 514), (1, 1)] {
+        let mut x = randn(&mut r, rows * len);
+        let mut w: Vec<f32> = randn(&mut r, len).iter().map(|v| 1.0 + 0.2 * v).collect();
+        if len > 4 {
+            w[0] = 1e6; // y past 65504
+            w[1] = 1e-6; // y an f16 subnormal
+            x[2] = 0.0;
+        }
+        let xv = tensor(&x, &[rows, len]).var();
+        let wv = tensor(&w, &[len]).var();
+        let y16 = xv.rms_norm_as(&wv, 1e-6, DType::F16).unwrap();
+        assert_eq!((y16.dtype(), y16.shape()), (DType::F16, &[rows, len][..]));
+        let want = no_grad(|| {
+            xv.rms_norm(&wv, 1e-6)
+                .unwrap()
+                .to_dtype(DType::F16)
+                .unwrap()
+        });
+        let bits = |t: &Tensor| -> Vec<u16> {
+            t.to_vec_f16()
+                .unwrap()
+                .iter()
+                .map(|h| h.to_bits())
+                .collect()
+        };
+        assert_eq!(bits(&y16), bits(&want), "{rows}x{len}");
+        // Gradients through the f16 output are the f32 path's.
+        let g = tensor(&randn(&mut r, rows * len), &[rows, len]);
+        let grads = |y: Tensor| {
+            let gr = y
+                .to_dtype(DType::F32)
+                .unwrap()
+                .mul(&g)
+                .unwrap()
+                .backward()
+                .unwrap();
+            let get = |t: &Tensor| gr.get(t).unwrap().to_vec().unwrap();
+            (get(&xv), get(&wv))
+        };
+        let d16 = grads(y16);
+        let d32 = grads(xv.rms_norm(&wv, 1e-6).unwrap());
+        assert_eq!(d16, d32, "{rows}x{len} gradients");
+    }
+}

@@ -285,3 +285,72 @@ fn bad_shapes_are_errors() {
         Err(Error::DTypeMismatch { .. })
     ));
 }
+
+#[test]
+fn f16_heads_are_the_f32_heads_cast_bit_for_bit() {
+    use engine::ops::rope::split_heads_as;
+    use engine::{no_grad, DType};
+    let mut r = rng(14);
+    // D a multiple of 4 (written as f16 by the pass) and D = 6 (cast after it); per-row
+    // positions; large values that overflow f16.
+    for (b, t, d, per_row) in [
+        (1usize, 1usize, 4usize, false),
+        (2, 5, 8, true),
+        (1, 3, 6, false),
+        (2, 17, 64, true),
+    ] {
+        let groups = [(3, true), (1, true), (1, false)];
+        let mut x: Vec<f32> = randn(&mut r, b * t * 5 * d);
+        x[0] = 7e4;
+        let np = if per_row { b * t } else { t };
+        let pos: Vec<u32> = (0..np).map(|i| (i as u32 * 131 + 7) % 9000).collect();
+        let pos = upos(&pos, &if per_row { vec![b, t] } else { vec![t] });
+        let inv = tensor(&default_inv_freq(10_000.0, d), &[d / 2]);
+        let xv = tensor(&x, &[b, t, 5 * d]).var();
+        let f16s = split_heads_as(&xv, &groups, &pos, &inv, DType::F16).unwrap();
+        let f32s = no_grad(|| split_heads(&xv, &groups, &pos, &inv).unwrap());
+        for (got, want) in f16s.iter().zip(&f32s) {
+            assert_eq!(got.dtype(), DType::F16);
+            let bits = |t: &Tensor| -> Vec<u16> {
+                t.to_vec_f16()
+                    .unwrap()
+                    .iter()
+                    .map(|h| h.to_bits())
+                    .collect()
+            };
+            let want = want.to_dtype(DType::F16).unwrap();
+            assert_eq!(bits(got), bits(&want), "b{b} t{t} d{d}");
+        }
+        // The gradient through f16 heads is the f32 path's.
+        let gs: Vec<Tensor> = f32s
+            .iter()
+            .map(|o| tensor(&randn(&mut r, o.elem_count()), o.shape()))
+            .collect();
+        let grad = |outs: Vec<Tensor>| {
+            let mut loss: Option<Tensor> = None;
+            for (o, g) in outs.iter().zip(&gs) {
+                let term = o
+                    .to_dtype(DType::F32)
+                    .unwrap()
+                    .mul(g)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap();
+                loss = Some(match loss {
+                    Some(l) => l.add(&term).unwrap(),
+                    None => term,
+                });
+            }
+            loss.unwrap()
+                .backward()
+                .unwrap()
+                .get(&xv)
+                .unwrap()
+                .to_vec()
+                .unwrap()
+        };
+        let d16 = grad(f16s);
+        let d32 = grad(split_heads(&xv, &groups, &pos, &inv).unwrap());
+        assert_eq!(d16, d32, "b{b} t{t} d{d} gradient");
+    }
+}

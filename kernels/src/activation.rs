@@ -5,7 +5,10 @@ use crate::{grid_for, Kernel, Launch, Needs, Params, Source};
 
 pub static SOURCE: Source = Source {
     name: "activation",
-    wgsl: include_str!("../wgsl/activation.wgsl"),
+    wgsl: concat!(
+        include_str!("../wgsl/activation.wgsl"),
+        include_str!("../wgsl/f16_bits.wgsl")
+    ),
     needs: Needs {
         f16: false,
         subgroups: false,
@@ -18,6 +21,11 @@ const SWIGLU: Kernel = Kernel {
     entry: "swiglu",
     bindings: &[1, 2],
 };
+const SWIGLU_F16: Kernel = Kernel {
+    source: &SOURCE,
+    entry: "swiglu_f16",
+    bindings: &[1, 6],
+};
 const SWIGLU_BWD: Kernel = Kernel {
     source: &SOURCE,
     entry: "swiglu_bwd",
@@ -29,11 +37,12 @@ pub fn sources() -> Vec<&'static Source> {
     vec![&SOURCE]
 }
 
-fn launch(kernel: Kernel, n: usize, width: usize) -> Launch {
+/// `invocations` of `kernel` over `n` outputs of rows `width` wide.
+fn launch(kernel: Kernel, invocations: usize, n: usize, width: usize) -> Launch {
     Launch {
         kernel,
         constants: vec![],
-        workgroups: grid_for(n, 256),
+        workgroups: grid_for(invocations, 256),
         params: Params::new().size(n).size(width.max(1)).build(),
     }
 }
@@ -41,11 +50,17 @@ fn launch(kernel: Kernel, n: usize, width: usize) -> Launch {
 /// `out[r, i] = silu(x[r, i]) * x[r, width + i]` for x (rows, 2 width) and `n` = rows * width
 /// outputs: buffers x, out.
 pub fn swiglu(n: usize, width: usize) -> Launch {
-    launch(SWIGLU, n, width)
+    launch(SWIGLU, n, n, width)
+}
+
+/// [`swiglu`] written as f16 (round to nearest even, bit for bit as the f32 -> f16 cast of
+/// its f32 result): buffers x, out (ceil(n / 2) u32 words, two f16 each).
+pub fn swiglu_f16(n: usize, width: usize) -> Launch {
+    launch(SWIGLU_F16, n.div_ceil(2), n, width)
 }
 
 /// The gradient of x (rows, 2 width), gate and up halves, from the output gradient g (rows,
 /// width), `n` = rows * width: buffers x, g, dx.
 pub fn swiglu_backward(n: usize, width: usize) -> Launch {
-    launch(SWIGLU_BWD, n, width)
+    launch(SWIGLU_BWD, n, n, width)
 }

@@ -5,7 +5,10 @@ use crate::{grid_for, Kernel, Launch, Needs, Params, Source};
 
 pub static SOURCE: Source = Source {
     name: "cast",
-    wgsl: include_str!("../wgsl/cast.wgsl"),
+    wgsl: concat!(
+        include_str!("../wgsl/cast.wgsl"),
+        include_str!("../wgsl/f16_bits.wgsl")
+    ),
     // Integer arithmetic on the bit patterns only: no `enable f16;` (see the WGSL header).
     needs: Needs {
         f16: false,

@@ -5,7 +5,10 @@ use crate::{grid_1d, Kernel, Launch, Needs, Params, Source};
 
 pub static SOURCE: Source = Source {
     name: "norm",
-    wgsl: include_str!("../wgsl/norm.wgsl"),
+    wgsl: concat!(
+        include_str!("../wgsl/norm.wgsl"),
+        include_str!("../wgsl/f16_bits.wgsl")
+    ),
     needs: Needs {
         f16: false,
         subgroups: false,
@@ -17,6 +20,11 @@ const FORWARD: Kernel = Kernel {
     source: &SOURCE,
     entry: "rms_norm",
     bindings: &[1, 2, 3, 4],
+};
+const FORWARD_F16: Kernel = Kernel {
+    source: &SOURCE,
+    entry: "rms_norm_f16",
+    bindings: &[1, 2, 14, 4],
 };
 const BACKWARD: Kernel = Kernel {
     source: &SOURCE,
@@ -57,6 +65,15 @@ pub fn forward(rows: usize, len: usize, eps: f32) -> Launch {
         constants: vec![],
         workgroups: grid(rows),
         params: params(rows, len, eps, 1).build(),
+    }
+}
+
+/// [`forward`] with y written as f16 (rounded bit for bit as the f32 -> f16 cast) for an even
+/// `len`: buffers x, w, y (rows * len / 2 u32 words), rstd.
+pub fn forward_f16(rows: usize, len: usize, eps: f32) -> Launch {
+    Launch {
+        kernel: FORWARD_F16,
+        ..forward(rows, len, eps)
     }
 }
 

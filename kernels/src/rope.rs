@@ -28,7 +28,8 @@ pub static HEADS_SOURCE: Source = Source {
     name: "heads",
     wgsl: concat!(
         include_str!("../wgsl/heads.wgsl"),
-        include_str!("../wgsl/rotary_math.wgsl")
+        include_str!("../wgsl/rotary_math.wgsl"),
+        include_str!("../wgsl/f16_bits.wgsl")
     ),
     needs: Needs {
         f16: false,
@@ -41,6 +42,11 @@ const HEADS: Kernel = Kernel {
     source: &HEADS_SOURCE,
     entry: "heads",
     bindings: &[1, 2, 3, 4],
+};
+const HEADS_F16: Kernel = Kernel {
+    source: &HEADS_SOURCE,
+    entry: "heads_f16",
+    bindings: &[1, 2, 3, 5],
 };
 const HEADS_BACK: Kernel = Kernel {
     source: &HEADS_SOURCE,
@@ -97,12 +103,12 @@ pub struct HeadGroup {
     pub rotate: bool,
 }
 
-fn heads_launch(kernel: Kernel, g: &HeadGroup) -> Launch {
+fn heads_launch(kernel: Kernel, g: &HeadGroup, per_invocation: usize) -> Launch {
     let pairs = g.batch * g.heads * g.seq_len * g.half;
     Launch {
         kernel,
         constants: vec![],
-        workgroups: grid_for(pairs, 256),
+        workgroups: grid_for(pairs.div_ceil(per_invocation), 256),
         params: Params::new()
             .size(pairs)
             .size(g.seq_len)
@@ -119,13 +125,23 @@ fn heads_launch(kernel: Kernel, g: &HeadGroup) -> Launch {
 /// Group `g` of the fused projection into its own (B, heads, T, D) tensor, rotated or
 /// copied: buffers fused, positions (u32), inv_freq (half), out.
 pub fn heads(g: &HeadGroup) -> Launch {
-    heads_launch(HEADS, g)
+    heads_launch(HEADS, g, 1)
+}
+
+/// [`heads`] written as f16 (rounded bit for bit as the f32 -> f16 cast), for an even `half`:
+/// buffers fused, positions, inv_freq, out (u32 words, two f16 each).
+pub fn heads_f16(g: &HeadGroup) -> Launch {
+    debug_assert!(
+        g.half.is_multiple_of(2),
+        "heads_f16 packs neighbouring pairs: half must be even"
+    );
+    heads_launch(HEADS_F16, g, 2)
 }
 
 /// The gradient of [`heads`]: buffers g (B, heads, T, D), positions, inv_freq, and the fused
 /// gradient (B, T, total, D), of which it writes the group's heads.
 pub fn heads_backward(g: &HeadGroup) -> Launch {
-    heads_launch(HEADS_BACK, g)
+    heads_launch(HEADS_BACK, g, 1)
 }
 
 #[cfg(test)]

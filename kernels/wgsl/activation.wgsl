@@ -4,8 +4,13 @@
 //
 //   swiglu      out[r, i] = silu(a) * b, a = x[r, i], b = x[r, w + i],        bindings: 1 x, 2 out
 //               silu(a) = a * s(a), s = sigmoid
+//   swiglu_f16  the same, written as f16 (IEEE round to nearest even, as the f32 -> f16 cast):
+//               word k = f16(out[2k]) | f16(out[2k + 1]) << 16, one invocation per word
+//                                                                            bindings: 1 x, 6 out (u32 words)
 //   swiglu_bwd  dx[r, i]     = g * b * s * (1 + a * (1 - s))                  bindings: 3 x, 4 g, 5 dx
 //               dx[r, w + i] = g * silu(a)
+//
+// f16_bits: f16_bits.wgsl (appended).
 
 struct Params {
     n: u32,
@@ -19,6 +24,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read> ab_x: array<f32>;
 @group(0) @binding(4) var<storage, read> ab_g: array<f32>;
 @group(0) @binding(5) var<storage, read_write> ab_dx: array<f32>;
+@group(0) @binding(6) var<storage, read_write> a_out16: array<u32>;
 
 fn sigmoid(x: f32) -> f32 {
     return 1.0 / (1.0 + exp(-x));
@@ -29,14 +35,33 @@ fn gate_index(i: u32) -> u32 {
     return i + (i / p.width) * p.width;
 }
 
+// Output element i of the forward.
+fn swiglu_at(i: u32) -> f32 {
+    let j = gate_index(i);
+    let a = a_x[j];
+    return a * sigmoid(a) * a_x[j + p.width];
+}
+
 @compute @workgroup_size(256)
 fn swiglu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
     let i = (wid.y * nwg.x + wid.x) * 256u + lid;
     if (i >= p.n) { return; }
-    let j = gate_index(i);
-    let a = a_x[j];
-    a_out[i] = a * sigmoid(a) * a_x[j + p.width];
+    a_out[i] = swiglu_at(i);
+}
+
+@compute @workgroup_size(256)
+fn swiglu_f16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let k = (wid.y * nwg.x + wid.x) * 256u + lid;
+    let i = 2u * k;
+    if (i >= p.n) { return; }
+    let lo = f16_bits(bitcast<u32>(swiglu_at(i)));
+    var hi = 0u;
+    if (i + 1u < p.n) {
+        hi = f16_bits(bitcast<u32>(swiglu_at(i + 1u)));
+    }
+    a_out16[k] = lo | (hi << 16u);
 }
 
 @compute @workgroup_size(256)

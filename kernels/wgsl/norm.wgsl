@@ -4,6 +4,9 @@
 //
 //   rms_norm      y = w * x * rstd, rstd[r] = 1 / sqrt(mean_j x[r, j]^2 + eps)
 //                 one workgroup per row                 bindings: 1 x, 2 w, 3 y, 4 rstd (rows)
+//   rms_norm_f16  the same with y written as f16 words, y16[k] = f16(y[2k]) | f16(y[2k+1]) << 16
+//                 (IEEE round to nearest even, as the cast), for an even len
+//                                                       bindings: 1 x, 2 w, 14 y16 (u32), 4 rstd
 //   rms_norm_bwd  dx = rstd * (g * w - x_hat * mean_j(g * w * x_hat)), x_hat = x * rstd
 //                 one workgroup per row                 bindings: 5 x, 6 w, 7 rstd, 8 g, 9 dx
 //   rms_norm_dw   partial[c, j] = sum over rows r of chunk c of g[r, j] * x[r, j] * rstd[r]
@@ -12,7 +15,7 @@
 // rms_norm_dw: a workgroup owns `cols` neighbouring columns (a power of two <= 64) of one
 // chunk of rows; its 256 / cols lanes stride over the rows (loads contiguous along j), and
 // the lanes meet in a workgroup-memory tree. No atomics: with chunks > 1 the engine sums the
-// partials over the chunks in a second launch.
+// partials over the chunks in a second launch. f16_bits: f16_bits.wgsl (appended).
 
 struct Params {
     rows: u32,
@@ -39,6 +42,7 @@ struct Params {
 @group(0) @binding(11) var<storage, read> nw_rstd: array<f32>;
 @group(0) @binding(12) var<storage, read> nw_g: array<f32>;
 @group(0) @binding(13) var<storage, read_write> nw_partial: array<f32>;
+@group(0) @binding(14) var<storage, read_write> n_y16: array<u32>;
 
 const WG: u32 = 256u;
 
@@ -59,21 +63,44 @@ fn workgroup_sum(lid: u32, v: f32) -> f32 {
     return total;
 }
 
-@compute @workgroup_size(256)
-fn rms_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-            @builtin(local_invocation_index) lid: u32) {
-    let row = wid.y * nwg.x + wid.x;
-    if (row >= p.rows) { return; }
-    let base = row * p.len;
+// 1 / sqrt(mean(x^2) + eps) of the row at `base`, for every invocation of the workgroup.
+fn row_rstd(base: u32, lid: u32) -> f32 {
     var ss = 0.0;
     for (var j = lid; j < p.len; j += WG) {
         let v = n_x[base + j];
         ss += v * v;
     }
     let total = workgroup_sum(lid, ss);
-    let r = inverseSqrt(total / f32(p.len) + p.eps);
+    return inverseSqrt(total / f32(p.len) + p.eps);
+}
+
+@compute @workgroup_size(256)
+fn rms_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let row = wid.y * nwg.x + wid.x;
+    if (row >= p.rows) { return; }
+    let base = row * p.len;
+    let r = row_rstd(base, lid);
     for (var j = lid; j < p.len; j += WG) {
         n_y[base + j] = n_w[j] * (n_x[base + j] * r);
+    }
+    if (lid == 0u) {
+        n_rstd[row] = r;
+    }
+}
+
+@compute @workgroup_size(256)
+fn rms_norm_f16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let row = wid.y * nwg.x + wid.x;
+    if (row >= p.rows) { return; }
+    let base = row * p.len;
+    let r = row_rstd(base, lid);
+    for (var k = lid; k < p.len / 2u; k += WG) {
+        let j = 2u * k;
+        let lo = f16_bits(bitcast<u32>(n_w[j] * (n_x[base + j] * r)));
+        let hi = f16_bits(bitcast<u32>(n_w[j + 1u] * (n_x[base + j + 1u] * r)));
+        n_y16[base / 2u + k] = lo | (hi << 16u);
     }
     if (lid == 0u) {
         n_rstd[row] = r;

@@ -5,11 +5,11 @@
 //! that q/k/v and gate/up are each stacked into one tensor (one product instead of several).
 
 use engine::ops::{
-    activation::swiglu,
+    activation::swiglu_as,
     attention::{attention, KvCache},
     attention_block::{self, attention_f16},
     embedding::embedding,
-    rope::split_heads,
+    rope::split_heads_as,
 };
 use engine::{DType, Device, Tensor};
 use std::cell::Cell;
@@ -102,6 +102,17 @@ pub enum Precision {
     /// Inputs and weights rounded to f16 for each product (f32 accumulation): on cooperative
     /// matrices (tensor cores) where the adapter has them.
     F16,
+}
+
+impl Precision {
+    /// The dtype the linear layers' inputs are stored in (the norms and SwiGLU write them
+    /// so, rounded as a cast would, saving a cast pass each).
+    fn dtype(self) -> DType {
+        match self {
+            Precision::F32 => DType::F32,
+            Precision::F16 => DType::F16,
+        }
+    }
 }
 
 /// How the forward pass is computed (not what it computes).
@@ -198,23 +209,15 @@ impl Linear {
 
     /// x (.., in) -> (.., out), the parts' outputs side by side in their order.
     fn forward(&self, x: &Tensor, precision: Precision) -> Result<Tensor> {
-        // Cast inside the graph, so the f32 master weight receives the gradient.
-        let (x, cast) = match precision {
-            Precision::F32 => (x.clone(), false),
-            Precision::F16 => (x.to_dtype(DType::F16)?, true),
-        };
+        // Cast inside the graph (to f16; f32 stays as it is), so the f32 master weight
+        // receives the gradient. An input already in the dtype is not cast again.
+        let dtype = precision.dtype();
+        let x = x.to_dtype(dtype)?;
         let outs = self
             .weight
             .iter()
             .enumerate()
-            .map(|(i, w)| {
-                let w = if cast {
-                    w.to_dtype(DType::F16)?
-                } else {
-                    w.clone()
-                };
-                x.linear(&w, self.bias.get(i))
-            })
+            .map(|(i, w)| x.linear(&w.to_dtype(dtype)?, self.bias.get(i)))
             .collect::<engine::Result<Vec<_>>>()?;
         if outs.len() == 1 {
             return Ok(outs.into_iter().next().expect("one block"));
@@ -306,7 +309,7 @@ impl Mlp {
         })
     }
     fn forward(&self, x: &Tensor, p: Precision) -> Result<Tensor> {
-        let act = swiglu(&self.gate_up.forward(x, p)?)?;
+        let act = swiglu_as(&self.gate_up.forward(x, p)?, p.dtype())?;
         self.down_proj.forward(&act, p)
     }
 }
@@ -341,18 +344,21 @@ impl Attention {
         })
     }
 
-    /// q, k, v of `x` (B, T, C) as (B, heads, T, D), rotary applied to q and k.
+    /// q, k, v of `x` (B, T, C) as (B, heads, T, D), rotary applied to q and k, stored as
+    /// `dtype`.
     fn qkv(
         &self,
         x: &Tensor,
         positions: &Tensor,
         inv_freq: &Tensor,
         p: Precision,
+        dtype: DType,
     ) -> Result<(Tensor, Tensor, Tensor)> {
         let (nq, nkv) = (self.num_heads, self.num_kv_heads);
         // (B, T, (Hq + 2 Hkv) D) -> q (B, Hq, T, D), k, v (B, Hkv, T, D) in one pass.
         let groups = [(nq, true), (nkv, true), (nkv, false)];
-        let qkv = split_heads(&self.qkv.forward(x, p)?, &groups, positions, inv_freq)?;
+        let fused = self.qkv.forward(x, p)?;
+        let qkv = split_heads_as(&fused, &groups, positions, inv_freq, dtype)?;
         let [q, k, v]: [Tensor; 3] = qkv.try_into().expect("three groups, three tensors");
         Ok((q, k, v))
     }
@@ -374,8 +380,7 @@ impl Attention {
         inv_freq: &Tensor,
         c: Compute,
     ) -> Result<Tensor> {
-        let (q, k, v) = self.qkv(x, positions, inv_freq, c.precision)?;
-        let (dev, t) = (q.device(), q.dim(2));
+        let (dev, t) = (x.device(), x.dim(1));
         let (hq, hkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let blocks = c.precision == Precision::F16
             && match c.attention {
@@ -384,9 +389,11 @@ impl Attention {
                 AttentionPath::Blocks => attention_block::fits(dev, hq, hkv, t),
             };
         let y = if blocks {
-            let f16 = |t: &Tensor| t.to_dtype(DType::F16);
-            attention_f16(&f16(&q)?, &f16(&k)?, &f16(&v)?, true, None)?
+            // The heads come out of the split in f16, ready for the f16 products.
+            let (q, k, v) = self.qkv(x, positions, inv_freq, c.precision, DType::F16)?;
+            attention_f16(&q, &k, &v, true, None)?
         } else {
+            let (q, k, v) = self.qkv(x, positions, inv_freq, c.precision, DType::F32)?;
             attention(&q, &k, &v, true, None)?
         };
         self.output(&y, c.precision)
@@ -404,7 +411,7 @@ impl Attention {
         key_start: Option<&Tensor>,
         p: Precision,
     ) -> Result<Tensor> {
-        let (q, k, v) = self.qkv(x, positions, inv_freq, p)?;
+        let (q, k, v) = self.qkv(x, positions, inv_freq, p, DType::F32)?;
         cache.append(&k, &v)?;
         let y = match key_start {
             Some(ks) => cache.attend_masked(&q, ks)?,
@@ -446,7 +453,8 @@ impl DecoderLayer {
         key_start: Option<&Tensor>,
         c: Compute,
     ) -> Result<Tensor> {
-        let h = x.rms_norm(&self.input_layernorm, self.eps)?;
+        let dtype = c.precision.dtype();
+        let h = x.rms_norm_as(&self.input_layernorm, self.eps, dtype)?;
         let attn = match cache {
             Some(cache) => self.self_attn.forward_cached(
                 &h,
@@ -459,7 +467,7 @@ impl DecoderLayer {
             None => self.self_attn.forward(&h, positions, inv_freq, c)?,
         };
         let x = x.add(&attn)?;
-        let h = x.rms_norm(&self.post_attention_layernorm, self.eps)?;
+        let h = x.rms_norm_as(&self.post_attention_layernorm, self.eps, dtype)?;
         Ok(x.add(&self.mlp.forward(&h, c.precision)?)?)
     }
 

@@ -13,6 +13,13 @@ use crate::tensor::Tensor;
 /// (the output of one product with the gate and up weights stacked), giving (.., w);
 /// silu(a) = a * sigmoid(a).
 pub fn swiglu(x: &Tensor) -> Result<Tensor> {
+    swiglu_as(x, DType::F32)
+}
+
+/// [`swiglu`] with its result stored as `dtype`: f32, or f16 rounded as `to_dtype` rounds
+/// (bit for bit), so that an f16 product can read it without a cast pass. The gradient is
+/// f32 either way.
+pub fn swiglu_as(x: &Tensor, dtype: DType) -> Result<Tensor> {
     let op = "swiglu";
     x.expect_dtype(op, DType::F32)?;
     let Some(&last) = x.shape().last().filter(|&&l| l % 2 == 0) else {
@@ -26,9 +33,21 @@ pub fn swiglu(x: &Tensor) -> Result<Tensor> {
     let mut shape = x.shape().to_vec();
     shape.pop();
     shape.push(width);
-    let out = Tensor::uninit(x.device(), op, &shape, DType::F32)?;
-    if out.elem_count() > 0 {
-        run(op, &k::swiglu(out.elem_count(), width), &[x, &out])?;
+    let out = Tensor::uninit(x.device(), op, &shape, dtype)?;
+    let n = out.elem_count();
+    let launch = match dtype {
+        DType::F32 => k::swiglu(n, width),
+        DType::F16 => k::swiglu_f16(n, width),
+        DType::U32 => {
+            return Err(Error::DTypeMismatch {
+                op,
+                expected: DType::F32,
+                got: dtype,
+            })
+        }
+    };
+    if n > 0 {
+        run(op, &launch, &[x, &out])?;
     }
     let saved = x.detach();
     Ok(out.recorded(&[x], || SwigluBackward { x: saved, width }))
@@ -55,11 +74,11 @@ impl Backward for SwigluBackward {
     }
     fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let op = "swiglu_backward";
-        g.expect_dtype(op, DType::F32)?;
+        let g = g.to_dtype(DType::F32)?;
         let dx = Tensor::uninit(g.device(), op, self.x.shape(), DType::F32)?;
         let n = g.elem_count();
         if n > 0 {
-            run(op, &k::swiglu_backward(n, self.width), &[&self.x, g, &dx])?;
+            run(op, &k::swiglu_backward(n, self.width), &[&self.x, &g, &dx])?;
         }
         Ok(vec![Some(dx)])
     }

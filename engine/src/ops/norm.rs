@@ -15,7 +15,21 @@ impl Tensor {
     /// `weight * x / sqrt(mean(x^2) + eps)` over the last axis; `weight` has the last axis'
     /// length.
     pub fn rms_norm(&self, weight: &Tensor, eps: f32) -> Result<Tensor> {
+        self.rms_norm_as(weight, eps, DType::F32)
+    }
+
+    /// [`Tensor::rms_norm`] with the result stored as `dtype`: f32, or f16 rounded bit for
+    /// bit as `to_dtype` rounds (written by the norm kernel itself where the last axis is
+    /// even, else cast after it), for an f16 product to read. The gradient is f32 either way.
+    pub fn rms_norm_as(&self, weight: &Tensor, eps: f32, dtype: DType) -> Result<Tensor> {
         let op = "rms_norm";
+        if dtype == DType::U32 {
+            return Err(Error::DTypeMismatch {
+                op,
+                expected: DType::F32,
+                got: dtype,
+            });
+        }
         self.expect_dtype(op, DType::F32)?;
         weight.expect_dtype(op, DType::F32)?;
         weight.check_same_device(op, self)?;
@@ -27,15 +41,18 @@ impl Tensor {
                 rhs: weight.shape().to_vec(),
             });
         }
+        if dtype == DType::F16 && len % 2 != 0 {
+            return self.rms_norm(weight, eps)?.to_dtype(DType::F16);
+        }
         let dev = self.device();
-        let out = Tensor::uninit(dev, op, self.shape(), DType::F32)?;
+        let out = Tensor::uninit(dev, op, self.shape(), dtype)?;
         let rstd = Tensor::uninit(dev, op, &[rows], DType::F32)?;
+        let launch = match dtype {
+            DType::F16 => k::forward_f16(rows, len, eps),
+            _ => k::forward(rows, len, eps),
+        };
         if rows > 0 {
-            run(
-                op,
-                &k::forward(rows, len, eps),
-                &[self, weight, &out, &rstd],
-            )?;
+            run(op, &launch, &[self, weight, &out, &rstd])?;
         }
         let (x, w) = (self.detach(), weight.detach());
         let (need_dx, need_dw) = (self.is_tracked(), weight.is_tracked());
@@ -68,7 +85,7 @@ impl Backward for RmsNormBackward {
     }
     fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let op = "rms_norm_backward";
-        g.expect_dtype(op, DType::F32)?;
+        let g = &g.to_dtype(DType::F32)?;
         let (rows, len) = rows_and_len(&self.x, op)?;
         let dev = g.device();
         let dx = if self.need_dx {

@@ -151,7 +151,27 @@ pub fn split_heads(
     positions: &Tensor,
     inv_freq: &Tensor,
 ) -> Result<Vec<Tensor>> {
+    split_heads_as(x, groups, positions, inv_freq, DType::F32)
+}
+
+/// [`split_heads`] with the heads stored as `dtype`: f32, or f16 rounded bit for bit as
+/// `to_dtype` rounds (written by the same pass where D is a multiple of 4, else cast after
+/// it), for f16 products to read. The gradient is f32 either way.
+pub fn split_heads_as(
+    x: &Tensor,
+    groups: &[(usize, bool)],
+    positions: &Tensor,
+    inv_freq: &Tensor,
+    dtype: DType,
+) -> Result<Vec<Tensor>> {
     let op = "split_heads";
+    if dtype == DType::U32 {
+        return Err(Error::DTypeMismatch {
+            op,
+            expected: DType::F32,
+            got: dtype,
+        });
+    }
     x.expect_dtype(op, DType::F32)?;
     positions.expect_dtype(op, DType::U32)?;
     inv_freq.expect_dtype(op, DType::F32)?;
@@ -176,6 +196,12 @@ pub fn split_heads(
                 2 * half
             ),
         });
+    }
+    if dtype == DType::F16 && !half.is_multiple_of(2) {
+        return split_heads_as(x, groups, positions, inv_freq, DType::F32)?
+            .iter()
+            .map(|t| t.to_dtype(DType::F16))
+            .collect();
     }
     let positions_per_row = match positions.shape() {
         [t] if *t == seq_len => false,
@@ -203,14 +229,13 @@ pub fn split_heads(
             rotate,
         };
         head0 += heads;
-        let out = Tensor::uninit(
-            x.device(),
-            op,
-            &[batch, heads, seq_len, 2 * half],
-            DType::F32,
-        )?;
+        let out = Tensor::uninit(x.device(), op, &[batch, heads, seq_len, 2 * half], dtype)?;
+        let launch = match dtype {
+            DType::F16 => k::heads_f16(&g),
+            _ => k::heads(&g),
+        };
         if out.elem_count() > 0 {
-            run(op, &k::heads(&g), &[x, positions, inv_freq, &out])?;
+            run(op, &launch, &[x, positions, inv_freq, &out])?;
         }
         plans.push(g);
         outs.push(out);
@@ -246,10 +271,9 @@ impl BackwardMany for SplitHeadsBackward {
         for (g, plan) in grads.iter().zip(&self.groups) {
             let shape = [plan.batch, plan.heads, plan.seq_len, 2 * plan.half];
             let g = match g {
-                Some(g) => g.clone(),
+                Some(g) => g.to_dtype(DType::F32)?,
                 None => Tensor::zeros(dev, &shape, DType::F32)?,
             };
-            g.expect_dtype(op, DType::F32)?;
             if g.elem_count() > 0 {
                 run(
                     op,
