@@ -133,8 +133,22 @@ fn load_checkpoint(
             opts.batch_size
         );
     }
+    // Optimizer state is kept per parameter under the model's own names (q/k/v and gate/up
+    // stacked); a name the model does not have means another layout wrote it.
+    let params = model.parameters();
+    if let Some(saved) = state["param_steps"].as_object() {
+        if let Some(unknown) = saved.keys().find(|n| !params.iter().any(|(p, _)| p == *n)) {
+            anyhow::bail!(
+                "{}: optimizer state for `{unknown}`, which this model has no parameter of \
+                 (written by another version of trainer, or for another model); start a new \
+                 run from {}/ as --model instead",
+                state_path.display(),
+                dir.display()
+            );
+        }
+    }
     let moments = models::Weights::from_files(model.device(), &[dir.join(OPTIMIZER_FILE)])?;
-    for (name, p) in model.parameters() {
+    for (name, p) in params {
         let Some(pstep) = state["param_steps"][&name].as_u64() else {
             continue;
         };

@@ -621,6 +621,41 @@ fn killed_mid_run_leaves_whole_checkpoints_and_resumes() {
 }
 
 #[test]
+fn resume_from_optimizer_state_of_another_layout_is_an_error() {
+    // A checkpoint whose optimizer state names parameters this model does not have (as one
+    // written before q/k/v were stacked would: `q_proj` where the model has `qkv_proj`) is
+    // refused by name, not resumed with fresh moments for them.
+    let s = Setup::new();
+    let ok = s.run(&["--steps", "2", "--batch-size", "2", "--save-every", "1"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let ckpt = s.out().join("checkpoint-1");
+    let state_file = ckpt.join("trainer_state.json");
+    let text = std::fs::read_to_string(&state_file).unwrap();
+    assert!(text.contains("self_attn.qkv_proj.weight"), "{text}");
+    std::fs::write(&state_file, text.replace("qkv_proj", "q_proj")).unwrap();
+    let line = assert_one_error(
+        &s.run(&[
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--resume",
+            ckpt.to_str().unwrap(),
+        ]),
+        &[
+            "trainer_state.json",
+            "self_attn.q_proj.weight",
+            "has no parameter",
+        ],
+    );
+    assert!(line.contains("checkpoint-1"), "{line}");
+}
+
+#[test]
 fn parquet_file_that_crashes_the_reader() {
     // A mutation of tiny_sft.parquet on which the parquet crate panics (an index past a
     // buffer in its decoder): contained, and reported as the file's error.
