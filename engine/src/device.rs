@@ -15,13 +15,53 @@ pub const SHADER_CHECKS_ENV: &str = "TRAINER_SHADER_CHECKS";
 /// to try what a smaller GPU would refuse or split.
 pub const MAX_BINDING_ENV: &str = "TRAINER_MAX_BINDING_BYTES";
 
+/// Environment variable: which cooperative-matrix matmul kernel f16 products run on (see
+/// [`CoopMatmul`]), to compare them in a real run.
+pub const COOP_MATMUL_ENV: &str = "TRAINER_COOP_MATMUL";
+
+/// The cooperative-matrix matmul kernels (`kernels/wgsl/matmul_coop.wgsl`), one of which
+/// runs every f16 x f16 product whose sizes fit them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CoopMatmul {
+    /// Fragments loaded straight from global memory (the design GPU-NOTES measured).
+    #[default]
+    Direct,
+    /// Slabs staged through workgroup memory.
+    Staged,
+    /// Staged, with the next slab fetched into registers during the current one's products.
+    Prefetch,
+}
+
+impl CoopMatmul {
+    const NAMES: [(&'static str, CoopMatmul); 3] = [
+        ("direct", CoopMatmul::Direct),
+        ("staged", CoopMatmul::Staged),
+        ("prefetch", CoopMatmul::Prefetch),
+    ];
+
+    /// `direct`, `staged` or `prefetch`.
+    pub fn parse(s: &str) -> Result<CoopMatmul> {
+        let s = s.trim();
+        Self::NAMES
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(s))
+            .map(|&(_, k)| k)
+            .ok_or_else(|| Error::BadEnv {
+                var: COOP_MATMUL_ENV,
+                value: s.to_string(),
+                reason: "expected direct, staged or prefetch".into(),
+            })
+    }
+}
+
 /// The largest binding the engine uses on any adapter: 2 GiB less 4 bytes, so that every
 /// element index and byte count a kernel computes fits in 32 bits (wgpu caps Vulkan and DX12
 /// at i32::MAX already; Metal reports more).
 pub const BINDING_CEILING: u64 = (1 << 31) - 4;
 
 /// How to open a device. `Default` reads nothing; [`DeviceOptions::from_env`] reads
-/// `WGPU_BACKEND`, `TRAINER_ADAPTER`, `TRAINER_SHADER_CHECKS` and `TRAINER_MAX_BINDING_BYTES`.
+/// `WGPU_BACKEND`, `TRAINER_ADAPTER`, `TRAINER_SHADER_CHECKS`, `TRAINER_MAX_BINDING_BYTES` and
+/// `TRAINER_COOP_MATMUL`.
 #[derive(Debug, Clone, Default)]
 pub struct DeviceOptions {
     /// Restrict to these backends (`None`: all compiled in).
@@ -33,6 +73,9 @@ pub struct DeviceOptions {
     /// Lower the largest kernel binding to this many bytes (tests of the limit checks and of
     /// the split vocabulary matrices, without multi-GiB tensors).
     pub max_binding_bytes: Option<u64>,
+    /// The cooperative-matrix kernel for f16 products (`None`: [`CoopMatmul::Direct`]), as
+    /// given (checked when the device opens).
+    pub coop_matmul: Option<String>,
 }
 
 impl DeviceOptions {
@@ -47,6 +90,9 @@ impl DeviceOptions {
             max_binding_bytes: std::env::var(MAX_BINDING_ENV)
                 .ok()
                 .and_then(|v| v.trim().parse().ok()),
+            coop_matmul: std::env::var(COOP_MATMUL_ENV)
+                .ok()
+                .filter(|s| !s.is_empty()),
         }
     }
 }
@@ -99,6 +145,7 @@ pub(crate) struct DeviceInner {
     pub(crate) limits: wgpu::Limits,
     pub(crate) shader_checks: bool,
     pub(crate) max_binding: u64,
+    pub(crate) coop_matmul: CoopMatmul,
     pub(crate) fault: Arc<Mutex<Option<Fault>>>,
     pub(crate) pool: Mutex<Pool>,
     pub(crate) runtime: Mutex<Runtime>,
@@ -174,6 +221,10 @@ impl Device {
     }
 
     fn open(adapter: wgpu::Adapter, opts: &DeviceOptions) -> Result<Self> {
+        let coop_matmul = match &opts.coop_matmul {
+            Some(s) => CoopMatmul::parse(s)?,
+            None => CoopMatmul::default(),
+        };
         let info = adapter.get_info();
         let mut offered = adapter.features();
         // Our cooperative-matrix kernels use 16x16x16 tiles, f16 inputs, f32 accumulation.
@@ -250,6 +301,7 @@ impl Device {
             limits,
             shader_checks: opts.shader_checks,
             max_binding,
+            coop_matmul,
             fault,
             pool: Mutex::new(Pool::default()),
             runtime: Mutex::new(runtime),
@@ -279,6 +331,10 @@ impl Device {
     /// limit, at most [`BINDING_CEILING`], lowered by [`DeviceOptions::max_binding_bytes`].
     pub fn max_binding_bytes(&self) -> u64 {
         self.0.max_binding
+    }
+    /// The cooperative-matrix kernel f16 products run on where they fit.
+    pub fn coop_matmul(&self) -> CoopMatmul {
+        self.0.coop_matmul
     }
     /// The failure the driver reported on its own since the device was opened (a lost
     /// device, an error in a submission), as an error; `Ok` while there is none.

@@ -12,6 +12,12 @@ pub enum Error {
          driver (Debian/Ubuntu: `apt-get install mesa-vulkan-drivers`); adapters seen: {seen}"
     )]
     NoAdapter { filter: String, seen: String },
+    #[error("{var}={value}: {reason}")]
+    BadEnv {
+        var: &'static str,
+        value: String,
+        reason: String,
+    },
     #[error("could not open the GPU device {adapter}: {reason}")]
     RequestDevice { adapter: String, reason: String },
     #[error("{op} needs the adapter feature {feature}, which {adapter} does not offer")]

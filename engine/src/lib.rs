@@ -25,7 +25,10 @@ pub use autograd::{
     checkpoint, clear_tape, enable_grad, is_grad_enabled, no_grad, tape_len, Backward,
     BackwardMany, Gradients,
 };
-pub use device::{Counters, Device, DeviceOptions, Features, BINDING_CEILING, MAX_BINDING_ENV};
+pub use device::{
+    CoopMatmul, Counters, Device, DeviceOptions, Features, BINDING_CEILING, COOP_MATMUL_ENV,
+    MAX_BINDING_ENV,
+};
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use pool::PoolStats;

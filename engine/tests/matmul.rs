@@ -235,7 +235,11 @@ fn coop_kernels_match_reference_when_available() {
         eprintln!("skipped: {} has no cooperative matrices", dev().name());
         return;
     }
-    for kernel in [MatmulKernel::Coop, MatmulKernel::CoopStaged] {
+    for kernel in [
+        MatmulKernel::Coop,
+        MatmulKernel::CoopStaged,
+        MatmulKernel::CoopPrefetch,
+    ] {
         let what = format!("{kernel:?}");
         // Tiles past M or N inside a 128 x 128 workgroup tile, K past one 32-deep slab.
         check_product(&what, (48, 80, 16), &[], &[], kernel, true, 30);
@@ -243,6 +247,47 @@ fn coop_kernels_match_reference_when_available() {
         check_product(&what, (128, 128, 128), &[], &[], kernel, true, 32);
         check_product(&what, (32, 16, 64), &[2, 1], &[3], kernel, true, 33);
         check_product(&what, (16, 32, 16), &[3], &[], kernel, true, 34);
+    }
+}
+
+#[test]
+fn coop_kernel_option_is_checked_when_the_device_opens() {
+    use engine::{CoopMatmul, DeviceOptions};
+    for (given, want) in [
+        ("direct", CoopMatmul::Direct),
+        ("Staged", CoopMatmul::Staged),
+        (" prefetch ", CoopMatmul::Prefetch),
+    ] {
+        assert_eq!(CoopMatmul::parse(given).unwrap(), want, "{given}");
+    }
+    let open = |value: &str| {
+        let mut opts = DeviceOptions::from_env();
+        opts.shader_checks = true;
+        opts.coop_matmul = Some(value.to_string());
+        engine::Device::with_options(opts)
+    };
+    let e = open("fastest").expect_err("an unknown kernel");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("TRAINER_COOP_MATMUL=fastest") && msg.contains("prefetch"),
+        "{msg}"
+    );
+    // The chosen kernel computes Auto's f16 products (the SIMT kernel where the adapter has
+    // no cooperative matrices).
+    let d = open("prefetch").unwrap();
+    assert_eq!(d.coop_matmul(), CoopMatmul::Prefetch);
+    if d.features().f16 {
+        let mut r = rng(35);
+        let (a, b) = (randn(&mut r, 32 * 48), randn(&mut r, 48 * 16));
+        let h = |v: &[f32], s: &[usize]| {
+            let v: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
+            Tensor::from_f16_slice(&d, &v, s).unwrap()
+        };
+        let got = h(&a, &[32, 48]).matmul(&h(&b, &[48, 16])).unwrap();
+        let round =
+            |v: &[f32]| -> Vec<f32> { v.iter().map(|&x| f16::from_f32(x).to_f32()).collect() };
+        let (want, _) = reference(&round(&a), &[32, 48], &round(&b), &[48, 16], false, false);
+        assert_close("Auto f16 product", &got.to_vec().unwrap(), &want, F32_TOL);
     }
 }
 

@@ -118,6 +118,9 @@ pub enum Variant {
     Simt { a: Elem, b: Elem },
     /// f16 cooperative matrices with A/B staged through workgroup memory (128 x 128 tiles).
     CoopStaged,
+    /// [`Variant::CoopStaged`] with the next slab fetched into registers while the current
+    /// one is multiplied (global loads overlapping the tensor cores).
+    CoopPrefetch,
     /// f16 cooperative matrices loaded straight from global memory (128 x 128 tiles).
     CoopDirect,
 }
@@ -180,7 +183,7 @@ impl Plan {
                     SIMT_TILE,
                 )
             }
-            Variant::CoopStaged => (
+            Variant::CoopStaged | Variant::CoopPrefetch => (
                 Kernel {
                     source: &COOP,
                     entry: "matmul_coop",
@@ -197,10 +200,13 @@ impl Plan {
                 COOP_TILE,
             ),
         };
-        let constants = vec![
+        let mut constants = vec![
             ("TRANS_A", f64::from(u8::from(self.trans_a))),
             ("TRANS_B", f64::from(u8::from(self.trans_b))),
         ];
+        if variant == Variant::CoopPrefetch {
+            constants.push(("PREFETCH", 1.0));
+        }
         let gx = (self.n as u64).div_ceil(tile as u64) as u32;
         let gy = (self.m as u64).div_ceil(tile as u64) as u32;
         let mut out = Vec::new();

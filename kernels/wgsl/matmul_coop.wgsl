@@ -1,7 +1,8 @@
 // Cooperative-matrix matmul: C[z] = op(A[z]) @ op(B[z]) with f16 inputs, f32 accumulation and
 // f32 output, on the tensor cores through 16x16x16 cooperative matrices.
 //
-//   matmul_coop         A/B slabs staged through workgroup memory
+//   matmul_coop         A/B slabs staged through workgroup memory (with PREFETCH, the next
+//                       slab fetched into registers during the current one's products)
 //                       bindings: 1 a: array<vec4<f16>>, 2 b: array<vec4<f16>>, 3 c: array<f32>
 //   matmul_coop_direct  fragments loaded straight from global memory (the design measured
 //                       in GPU-NOTES); bindings: 4 a: array<f16>, 5 b: array<f16>, 6 c: array<f32>
@@ -48,6 +49,9 @@ struct Params {
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
+// matmul_coop: load the next slab into registers while the current one is multiplied (its
+// global loads overlap the tensor-core work), instead of loading it after.
+override PREFETCH: bool = false;
 
 const WG: u32 = 128u;
 const BM: u32 = 128u;
@@ -93,50 +97,79 @@ fn put8(dst_a: bool, dst: u32, lo: vec4<f16>, hi: vec4<f16>) {
     }
 }
 
+// Where chunk e (of 512 per operand and slab, 8 halves each) of a slab comes from and goes:
+// whether it is in range, its first half in global memory, and in the staged slab.
+struct Slot {
+    ok: bool,
+    g: u32,
+    dst: u32,
+}
+
+fn slot_a(o: Offsets, m0: u32, k0: u32, e: u32) -> Slot {
+    if (TRANS_A) { // stored (K, M): slab rows are k
+        let r = e / 16u;
+        let q = (e % 16u) * 8u;
+        return Slot(k0 + r < p.k && m0 + q < p.m, o.a + (k0 + r) * p.m + m0 + q, r * LD_LONG + q);
+    }
+    // stored (M, K): slab rows are m
+    let r = e / 4u;
+    let q = (e % 4u) * 8u;
+    return Slot(m0 + r < p.m && k0 + q < p.k, o.a + (m0 + r) * p.k + k0 + q, r * LD_SHORT + q);
+}
+
+fn slot_b(o: Offsets, n0: u32, k0: u32, e: u32) -> Slot {
+    if (TRANS_B) { // stored (N, K): slab rows are n
+        let r = e / 4u;
+        let q = (e % 4u) * 8u;
+        return Slot(n0 + r < p.n && k0 + q < p.k, o.b + (n0 + r) * p.k + k0 + q, r * LD_SHORT + q);
+    }
+    // stored (K, N): slab rows are k
+    let r = e / 16u;
+    let q = (e % 16u) * 8u;
+    return Slot(k0 + r < p.k && n0 + q < p.n, o.b + (k0 + r) * p.n + n0 + q, r * LD_LONG + q);
+}
+
+// One invocation's share of a slab held in registers: chunks lid + i * WG (i < 4) of each
+// operand as (lo, hi) vec4 pairs; chunks out of range are zeros.
+struct Fetched {
+    a: array<vec4<f16>, 8>,
+    b: array<vec4<f16>, 8>,
+}
+
+// Load this invocation's share of op(A)[m0 .. m0+BM, k0 .. k0+BK] and
+// op(B)[k0 .. k0+BK, n0 .. n0+BN] from global memory.
+fn fetch(o: Offsets, m0: u32, n0: u32, k0: u32, lid: u32) -> Fetched {
+    var f: Fetched;
+    for (var i = 0u; i < 4u; i++) {
+        let e = lid + i * WG;
+        let sa = slot_a(o, m0, k0, e);
+        if (sa.ok) {
+            f.a[2u * i] = a4[sa.g / 4u];
+            f.a[2u * i + 1u] = a4[sa.g / 4u + 1u];
+        }
+        let sb = slot_b(o, n0, k0, e);
+        if (sb.ok) {
+            f.b[2u * i] = b4[sb.g / 4u];
+            f.b[2u * i + 1u] = b4[sb.g / 4u + 1u];
+        }
+    }
+    return f;
+}
+
+// Write a fetched share into the staged slabs (where a chunk goes does not depend on the
+// slab's position, so any offsets do).
+fn put(o: Offsets, f: Fetched, lid: u32) {
+    for (var i = 0u; i < 4u; i++) {
+        let e = lid + i * WG;
+        put8(true, slot_a(o, 0u, 0u, e).dst, f.a[2u * i], f.a[2u * i + 1u]);
+        put8(false, slot_b(o, 0u, 0u, e).dst, f.b[2u * i], f.b[2u * i + 1u]);
+    }
+}
+
 // Stage op(A)[m0 .. m0+BM, k0 .. k0+BK] and op(B)[k0 .. k0+BK, n0 .. n0+BN]: 512 chunks of 8
 // halves each, 4 per invocation; chunks out of range are zeros.
 fn stage(o: Offsets, m0: u32, n0: u32, k0: u32, lid: u32) {
-    for (var i = 0u; i < 4u; i++) {
-        let e = lid + i * WG;
-        var ok: bool;
-        var g: u32;
-        var dst: u32;
-        if (TRANS_A) { // stored (K, M): slab rows are k
-            let r = e / 16u;
-            let q = (e % 16u) * 8u;
-            ok = k0 + r < p.k && m0 + q < p.m;
-            g = o.a + (k0 + r) * p.m + m0 + q;
-            dst = r * LD_LONG + q;
-        } else { // stored (M, K): slab rows are m
-            let r = e / 4u;
-            let q = (e % 4u) * 8u;
-            ok = m0 + r < p.m && k0 + q < p.k;
-            g = o.a + (m0 + r) * p.k + k0 + q;
-            dst = r * LD_SHORT + q;
-        }
-        var lo = vec4<f16>(0.0h);
-        var hi = vec4<f16>(0.0h);
-        if (ok) { lo = a4[g / 4u]; hi = a4[g / 4u + 1u]; }
-        put8(true, dst, lo, hi);
-
-        if (TRANS_B) { // stored (N, K): slab rows are n
-            let r = e / 4u;
-            let q = (e % 4u) * 8u;
-            ok = n0 + r < p.n && k0 + q < p.k;
-            g = o.b + (n0 + r) * p.k + k0 + q;
-            dst = r * LD_SHORT + q;
-        } else { // stored (K, N): slab rows are k
-            let r = e / 16u;
-            let q = (e % 16u) * 8u;
-            ok = k0 + r < p.k && n0 + q < p.n;
-            g = o.b + (k0 + r) * p.n + n0 + q;
-            dst = r * LD_LONG + q;
-        }
-        lo = vec4<f16>(0.0h);
-        hi = vec4<f16>(0.0h);
-        if (ok) { lo = b4[g / 4u]; hi = b4[g / 4u + 1u]; }
-        put8(false, dst, lo, hi);
-    }
+    put(o, fetch(o, m0, n0, k0, lid), lid);
 }
 
 // Fragment i (rows wr + 16 i of the tile, columns kk .. kk+16) of the staged A slab.
@@ -185,10 +218,22 @@ fn matmul_coop(
         let wc = (blk % 2u) * SB;
         let busy = blk < 4u && m0 + wr < p.m && n0 + wc < p.n;
         acc = array<coop_mat16x16<f32, C>, 16>();
+        var next: Fetched;
+        if (PREFETCH) {
+            next = fetch(o, m0, n0, 0u, lid);
+        }
         for (var s = 0u; s < slabs; s++) {
             workgroupBarrier(); // the previous slab is no longer read
-            stage(o, m0, n0, s * BK, lid);
+            if (PREFETCH) {
+                put(o, next, lid);
+            } else {
+                stage(o, m0, n0, s * BK, lid);
+            }
             workgroupBarrier();
+            if (PREFETCH && s + 1u < slabs) {
+                // The next slab's loads are in flight during this one's products.
+                next = fetch(o, m0, n0, (s + 1u) * BK, lid);
+            }
             if (busy) {
                 for (var kk = 0u; kk < BK; kk += 16u) {
                     let a0 = frag_a(wr, 0u, kk);

@@ -421,6 +421,7 @@ fn matmul_f16(b: &mut Bench) -> Res<()> {
     if feats.cooperative_matrix {
         kernels.push((MatmulKernel::Coop, "coop"));
         kernels.push((MatmulKernel::CoopStaged, "coop_staged"));
+        kernels.push((MatmulKernel::CoopPrefetch, "coop_prefetch"));
     } else {
         eprintln!("   {} has no cooperative matrices: SIMT only", dev.name());
     }

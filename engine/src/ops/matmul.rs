@@ -27,6 +27,9 @@ pub enum MatmulKernel {
     Coop,
     /// f16 cooperative matrices with tiles staged through workgroup memory.
     CoopStaged,
+    /// [`MatmulKernel::CoopStaged`] with the next tile fetched during the current one's
+    /// products.
+    CoopPrefetch,
 }
 
 fn elem(op: &'static str, t: &Tensor) -> Result<Elem> {
@@ -101,7 +104,7 @@ fn product(
     let variant = match kernel {
         MatmulKernel::Auto => auto_variant(dev, ea, eb, &plan),
         MatmulKernel::Simt => Variant::Simt { a: ea, b: eb },
-        MatmulKernel::Coop | MatmulKernel::CoopStaged => {
+        MatmulKernel::Coop | MatmulKernel::CoopStaged | MatmulKernel::CoopPrefetch => {
             for t in [a, b] {
                 t.expect_dtype(op, DType::F16)?;
             }
@@ -122,10 +125,10 @@ fn product(
                     ),
                 });
             }
-            if kernel == MatmulKernel::Coop {
-                Variant::CoopDirect
-            } else {
-                Variant::CoopStaged
+            match kernel {
+                MatmulKernel::Coop => Variant::CoopDirect,
+                MatmulKernel::CoopStaged => Variant::CoopStaged,
+                _ => Variant::CoopPrefetch,
             }
         }
     };
@@ -139,11 +142,16 @@ fn product(
 }
 
 /// The kernel `MatmulKernel::Auto` runs: cooperative matrices for f16 x f16 where the sizes
-/// fit them, else SIMT. The coop kernels are 16x16x16 f16 -> f32, which Vulkan adapters offer
-/// (Metal's are 8x8 f32 only), and find their subgroup with subgroup builtins.
+/// fit them (the device's [`crate::CoopMatmul`] one), else SIMT. The coop kernels are
+/// 16x16x16 f16 -> f32, which Vulkan adapters offer (Metal's are 8x8 f32 only), and find
+/// their subgroup with subgroup builtins.
 fn auto_variant(dev: &crate::Device, ea: Elem, eb: Elem, plan: &k::Plan) -> Variant {
     if ea == Elem::F16 && eb == Elem::F16 && coop_available(dev) && plan.coop_fits() {
-        Variant::CoopDirect
+        match dev.coop_matmul() {
+            crate::CoopMatmul::Direct => Variant::CoopDirect,
+            crate::CoopMatmul::Staged => Variant::CoopStaged,
+            crate::CoopMatmul::Prefetch => Variant::CoopPrefetch,
+        }
     } else {
         Variant::Simt { a: ea, b: eb }
     }
