@@ -131,7 +131,7 @@ pub fn heads(g: &HeadGroup) -> Launch {
 /// [`heads`] written as f16 (rounded bit for bit as the f32 -> f16 cast), for an even `half`:
 /// buffers fused, positions, inv_freq, out (u32 words, two f16 each).
 pub fn heads_f16(g: &HeadGroup) -> Launch {
-    debug_assert!(
+    assert!(
         g.half.is_multiple_of(2),
         "heads_f16 packs neighbouring pairs: half must be even"
     );

@@ -16,6 +16,7 @@ use std::cell::Cell;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::hf_layout::{HfRows, Param};
 use crate::weights::{Init, Weights};
 
 /// A `(rows, cols)` matrix over the vocabulary, stored as row chunks that each fit one GPU
@@ -227,19 +228,23 @@ impl Linear {
     }
 
     /// The parameters under their names within the layer, each with the HF tensors it
-    /// stacks (name, rows).
+    /// holds.
     fn named(&self) -> Vec<Param> {
         let one = self.weight.len() == 1;
         let block = |i: usize, suffix: &str, t: &Tensor| {
+            let hf = |(n, r): &(String, usize)| HfRows {
+                name: format!("{n}.{suffix}"),
+                total: *r,
+                rows: 0..*r,
+            };
             let (name, hf) = if one && self.parts.len() > 1 {
-                let hf = self
-                    .parts
-                    .iter()
-                    .map(|(n, r)| (format!("{n}.{suffix}"), *r));
-                (format!("{}.{suffix}", self.stacked), hf.collect())
+                let name = format!("{}.{suffix}", self.stacked);
+                (name, self.parts.iter().map(hf).collect())
             } else {
-                let (n, r) = &self.parts[i];
-                (format!("{n}.{suffix}"), vec![(format!("{n}.{suffix}"), *r)])
+                (
+                    format!("{}.{suffix}", self.parts[i].0),
+                    vec![hf(&self.parts[i])],
+                )
             };
             Param {
                 name,
@@ -258,37 +263,6 @@ impl Linear {
             .enumerate()
             .map(|(i, t)| block(i, "bias", t));
         weights.chain(biases).collect()
-    }
-}
-
-/// A trainable tensor under its name, with the HF tensors it holds stacked along its rows
-/// (itself alone, for most).
-struct Param {
-    name: String,
-    tensor: Tensor,
-    hf: Vec<(String, usize)>,
-}
-
-impl Param {
-    fn single(name: &str, tensor: &Tensor) -> Param {
-        Param {
-            name: name.into(),
-            tensor: tensor.clone(),
-            hf: vec![(name.into(), tensor.shape().first().copied().unwrap_or(1))],
-        }
-    }
-
-    /// The same parameter with `scope.` before its names.
-    fn within(self, scope: &str) -> Param {
-        Param {
-            name: format!("{scope}.{}", self.name),
-            hf: self
-                .hf
-                .into_iter()
-                .map(|(n, r)| (format!("{scope}.{n}"), r))
-                .collect(),
-            ..self
-        }
     }
 }
 
@@ -311,6 +285,29 @@ impl Mlp {
     fn forward(&self, x: &Tensor, p: Precision) -> Result<Tensor> {
         let act = swiglu_as(&self.gate_up.forward(x, p)?, p.dtype())?;
         self.down_proj.forward(&act, p)
+    }
+
+    /// Tokens per pass such that the [gate | up] product (f32, twice the intermediate size
+    /// per token) fits one binding; `None` when all `tokens` do.
+    fn chunk_tokens(&self, tokens: usize, dev: &Device) -> Option<usize> {
+        let per_token = 4 * self.gate_up.parts.iter().map(|p| p.1).sum::<usize>();
+        let limit = dev.max_binding_bytes() as usize;
+        (tokens * per_token > limit).then(|| (limit / per_token.max(1)).max(1))
+    }
+
+    /// [`Mlp::forward`] on `x` (.., C, f32) `chunk` tokens at a time (the MLP is
+    /// token-wise), the outputs joined: for a micro-batch whose stacked product would not
+    /// fit one binding.
+    fn forward_chunked(&self, x: &Tensor, chunk: usize, p: Precision) -> Result<Tensor> {
+        let c = x.dim(-1);
+        let tokens = x.elem_count() / c.max(1);
+        let flat = x.reshape(&[tokens, c])?;
+        let outs = (0..tokens)
+            .step_by(chunk)
+            .map(|t0| self.forward(&flat.narrow(0, t0, chunk.min(tokens - t0))?, p))
+            .collect::<Result<Vec<_>>>()?;
+        let refs: Vec<&Tensor> = outs.iter().collect();
+        Ok(Tensor::cat(&refs, 0)?.reshape(x.shape())?)
     }
 }
 
@@ -467,8 +464,19 @@ impl DecoderLayer {
             None => self.self_attn.forward(&h, positions, inv_freq, c)?,
         };
         let x = x.add(&attn)?;
-        let h = x.rms_norm_as(&self.post_attention_layernorm, self.eps, dtype)?;
-        Ok(x.add(&self.mlp.forward(&h, c.precision)?)?)
+        let tokens = x.elem_count() / x.dim(-1).max(1);
+        let mlp = match self.mlp.chunk_tokens(tokens, x.device()) {
+            None => {
+                let h = x.rms_norm_as(&self.post_attention_layernorm, self.eps, dtype)?;
+                self.mlp.forward(&h, c.precision)?
+            }
+            Some(chunk) => {
+                // f32, which the chunks are cut from (each is cast by its own product).
+                let h = x.rms_norm(&self.post_attention_layernorm, self.eps)?;
+                self.mlp.forward_chunked(&h, chunk, c.precision)?
+            }
+        };
+        Ok(x.add(&mlp)?)
     }
 
     /// [`DecoderLayer::forward`] without a cache, keeping only `x` for the backward pass,
@@ -781,37 +789,36 @@ impl Model {
     }
 
     /// Every trainable tensor under its name: HF's, except where the model stacks HF
-    /// projections into one tensor (`self_attn.qkv_proj`, `mlp.gate_up_proj`; see
-    /// [`Model::hf_rows`]); a vocabulary matrix split into chunks appears once per chunk, as
-    /// `name` then `name#1`, `name#2`, ...
+    /// projections into one tensor (`self_attn.qkv_proj`, `mlp.gate_up_proj`); a vocabulary
+    /// matrix split into chunks appears once per chunk, as `name` then `name#1`, `name#2`,
+    /// ... (see [`Model::parameter_layout`] for the HF tensors each holds).
     pub fn parameters(&self) -> Vec<(String, Tensor)> {
-        self.params()
+        self.parameter_layout()
             .into_iter()
             .map(|p| (p.name, p.tensor))
             .collect()
     }
 
-    /// The HF tensors that parameter `name` stacks along its first dimension, in order, with
-    /// their rows: `[(name, rows)]` for a parameter that is one HF tensor (or a chunk of one);
-    /// empty for a name that is not a parameter.
-    pub fn hf_rows(&self, name: &str) -> Vec<(String, usize)> {
-        self.params()
-            .into_iter()
-            .find(|p| p.name == name)
-            .map(|p| p.hf)
-            .unwrap_or_default()
-    }
-
-    fn params(&self) -> Vec<Param> {
+    /// Every parameter as [`Model::parameters`] lists them, with the HF rows each holds.
+    pub fn parameter_layout(&self) -> Vec<Param> {
         let mut out = Vec::new();
         let vocab = |m: &VocabMatrix, out: &mut Vec<Param>| {
+            let total = m.offsets.last().copied().unwrap_or(0);
             for (i, c) in m.chunks.iter().enumerate() {
                 let name = if i == 0 {
                     m.name.clone()
                 } else {
                     format!("{}#{i}", m.name)
                 };
-                out.push(Param::single(&name, c));
+                out.push(Param {
+                    name,
+                    tensor: c.clone(),
+                    hf: vec![HfRows {
+                        name: m.name.clone(),
+                        total,
+                        rows: m.offsets[i]..m.offsets[i + 1],
+                    }],
+                });
             }
         };
         vocab(&self.embed_tokens, &mut out);

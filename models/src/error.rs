@@ -57,6 +57,8 @@ pub enum Error {
     Tokenizer { path: PathBuf, msg: String },
     #[error("chat template: {0}")]
     Template(String),
+    #[error("parameters and HF tensors: {0}")]
+    Layout(String),
     #[error(transparent)]
     Engine(#[from] engine::Error),
 }

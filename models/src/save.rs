@@ -30,47 +30,7 @@ impl Model {
     /// The model's weights by HF name, on the host: vocabulary chunks joined, stacked
     /// projections (q/k/v, gate/up) split.
     pub fn state_dict(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
-        let mut out: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
-        for (name, t) in self.parameters() {
-            let data = t.to_vec()?;
-            match name.split_once('#') {
-                // A later chunk of a vocabulary matrix: append its rows.
-                Some((base, _)) => {
-                    let entry = out
-                        .iter_mut()
-                        .find(|(n, _, _)| n == base)
-                        .expect("chunk 0 comes first");
-                    entry.1[0] += t.dim(0);
-                    entry.2.extend(data);
-                }
-                None => out.extend(self.split_hf(&name, t.shape(), &data)),
-            }
-        }
-        Ok(out)
-    }
-
-    /// Host data `data` (shape `shape`) of parameter `name` (or of its gradient, or of its
-    /// optimizer moments) as the HF tensors it stacks, by name, with their shapes.
-    pub fn split_hf(
-        &self,
-        name: &str,
-        shape: &[usize],
-        data: &[f32],
-    ) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-        let row: usize = shape.iter().skip(1).product();
-        let mut start = 0;
-        self.hf_rows(name)
-            .into_iter()
-            .map(|(hf, rows)| {
-                let mut part_shape = shape.to_vec();
-                if let Some(first) = part_shape.first_mut() {
-                    *first = rows;
-                }
-                let part = data[start * row..(start + rows) * row].to_vec();
-                start += rows;
-                (hf, part_shape, part)
-            })
-            .collect()
+        self.to_hf(|p| Ok(Some(p.tensor.to_vec()?)))
     }
 
     /// Write an HF checkpoint into `dir` (replacing it), copying the tokenizer files found in

@@ -167,25 +167,26 @@ fn check_grads(name: &str, model: &Model, loss: &Tensor, refs: &SafeTensors, gra
 
     let grads = loss.backward().unwrap();
     let mut checked = 0;
-    for (name_ours, p) in model.parameters() {
-        assert_eq!(p.dtype(), DType::F32);
-        let got = grads
-            .get(&p)
-            .unwrap_or_else(|| panic!("{name}: no gradient for {name_ours}"))
-            .to_vec()
-            .unwrap();
-        // A stacked parameter (q/k/v, gate/up) holds several HF tensors' gradients.
-        for (pname, shape, got) in model.split_hf(&name_ours, p.shape(), &got) {
-            let (want, want_shape) = f32s(refs, &format!("grad.{pname}"));
-            assert_eq!(shape, want_shape, "{pname}");
-            let err = rel_err(&got, &want);
-            eprintln!("{name}: grad {pname} rel err {err:.2e}");
-            assert!(
-                err <= grad_tol,
-                "{name}: gradient of {pname}: error {err:.2e}"
-            );
-            checked += 1;
-        }
+    // Gradients by HF name (stacked q/k/v and gate/up split, as a checkpoint is written).
+    let by_hf = model
+        .to_hf(|p| {
+            assert_eq!(p.tensor.dtype(), DType::F32);
+            let g = grads
+                .get(&p.tensor)
+                .unwrap_or_else(|| panic!("{name}: no gradient for {}", p.name));
+            Ok(Some(g.to_vec()?))
+        })
+        .unwrap();
+    for (pname, shape, got) in by_hf {
+        let (want, want_shape) = f32s(refs, &format!("grad.{pname}"));
+        assert_eq!(shape, want_shape, "{pname}");
+        let err = rel_err(&got, &want);
+        eprintln!("{name}: grad {pname} rel err {err:.2e}");
+        assert!(
+            err <= grad_tol,
+            "{name}: gradient of {pname}: error {err:.2e}"
+        );
+        checked += 1;
     }
     let expected = refs
         .names()

@@ -138,3 +138,107 @@ fn interrupted_saves_are_recovered_or_removed() {
         .unwrap()
         .is_empty());
 }
+
+/// Values saved under HF names come back whatever chunking or stacking the loading device
+/// chooses: a device whose bindings hold the stacked q/k/v weight but not the stacked
+/// gate/up one, nor the whole embedding, lays the same checkpoint out differently, computes
+/// the same logits, and cuts per-parameter values (optimizer moments, say) written by the
+/// first layout back out right.
+#[test]
+fn values_under_hf_names_survive_another_layout() {
+    use engine::DeviceOptions;
+    let dir = fixture("hf/tiny-qwen2");
+    let config = Config::from_file(&dir.join("config.json")).unwrap();
+    let wide = device();
+    let a = Model::new(&config, &Weights::from_dir(&wide, &dir).unwrap(), false).unwrap();
+    let mut opts = DeviceOptions::from_env();
+    opts.shader_checks = true;
+    opts.max_binding_bytes = Some(40_960);
+    let narrow = Device::with_options(opts).unwrap();
+    let b = Model::new(&config, &Weights::from_dir(&narrow, &dir).unwrap(), false).unwrap();
+    let names = |m: &Model| -> Vec<String> { m.parameters().into_iter().map(|p| p.0).collect() };
+    let (na, nb) = (names(&a), names(&b));
+    assert!(
+        na.iter().any(|n| n.ends_with("mlp.gate_up_proj.weight")),
+        "{na:?}"
+    );
+    assert!(
+        nb.iter().any(|n| n.ends_with("mlp.gate_proj.weight")),
+        "{nb:?}"
+    );
+    assert!(
+        nb.iter().any(|n| n.ends_with("self_attn.qkv_proj.weight")),
+        "{nb:?}"
+    );
+    assert!(
+        nb.iter().any(|n| n.contains("embed_tokens.weight#1")),
+        "{nb:?}"
+    );
+    // The same checkpoint, the same logits (every product computes the same sums).
+    let ids: Vec<u32> = (0..16).map(|i| (i * 37 + 5) % 256).collect();
+    let la = a.forward(&ids, 2, 8).unwrap().to_vec().unwrap();
+    let lb = b.forward(&ids, 2, 8).unwrap().to_vec().unwrap();
+    assert_eq!(la, lb);
+    assert_eq!(a.state_dict().unwrap(), b.state_dict().unwrap());
+    // Per-parameter values (here 2 w + 1) written from a's layout, read into b's.
+    let moments = a
+        .to_hf(|p| {
+            let w = p.tensor.to_vec()?;
+            Ok(Some(w.iter().map(|x| 2.0 * x + 1.0).collect()))
+        })
+        .unwrap();
+    let moments: Vec<_> = moments
+        .into_iter()
+        .map(|(n, s, d)| (format!("m.{n}"), s, d))
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("moments.safetensors");
+    models::save::write_safetensors(&path, &moments, SaveDtype::F32).unwrap();
+    let file = Weights::from_files(&narrow, std::slice::from_ref(&path)).unwrap();
+    for p in b.parameter_layout() {
+        let got = b.param_from_hf(&p, &file, "m.").unwrap().to_vec().unwrap();
+        let want: Vec<f32> = p
+            .tensor
+            .to_vec()
+            .unwrap()
+            .iter()
+            .map(|x| 2.0 * x + 1.0)
+            .collect();
+        assert_eq!(got, want, "{}", p.name);
+    }
+    // A value of the wrong size is refused, not cut short.
+    let e = b.to_hf(|_| Ok(Some(vec![0.0; 3]))).unwrap_err();
+    assert!(e.to_string().contains("3 values"), "{e}");
+}
+
+/// Where a micro-batch's stacked [gate | up] product would not fit one binding, the MLP runs
+/// a part of the tokens at a time: hidden states equal the one-pass model's, gradients agree.
+#[test]
+fn narrow_bindings_split_the_mlp_by_tokens() {
+    use engine::DeviceOptions;
+    let dir = fixture("hf/tiny-qwen2");
+    let config = Config::from_file(&dir.join("config.json")).unwrap();
+    let run = |dev: &Device| {
+        let m = Model::new(&config, &Weights::from_dir(dev, &dir).unwrap(), true).unwrap();
+        // 64 tokens: the [gate | up] product is 64 x 192 f32, 48 KiB.
+        let ids: Vec<u32> = (0..64).map(|i| (i * 37 + 5) % 256).collect();
+        let h = m.hidden_states(&ids, 2, 32).unwrap();
+        let hv = h.to_vec().unwrap();
+        let grads = h.square().unwrap().mean_all().unwrap().backward().unwrap();
+        let g = m
+            .to_hf(|p| Ok(Some(grads.get(&p.tensor).unwrap().to_vec()?)))
+            .unwrap();
+        (hv, g)
+    };
+    let (h_wide, g_wide) = run(&device());
+    let mut opts = DeviceOptions::from_env();
+    opts.shader_checks = true;
+    opts.max_binding_bytes = Some(40_960); // 53 tokens of the product per pass
+    let (h_narrow, g_narrow) = run(&Device::with_options(opts).unwrap());
+    assert_eq!(h_wide, h_narrow);
+    for ((name, _, a), (_, _, b)) in g_wide.iter().zip(&g_narrow) {
+        let scale = a.iter().fold(1e-12f32, |m, x| m.max(x.abs()));
+        let err = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale;
+        assert!(err <= 1e-5, "{name}: {err:e}");
+    }
+}

@@ -73,14 +73,26 @@ fn save_checkpoint(
     total: usize,
     opts: &TrainOptions,
 ) -> anyhow::Result<()> {
-    let mut moments = Vec::new();
+    // Moments and step counts under HF tensor names (stacked parameters split, vocabulary
+    // chunks joined, as the weights are), so a checkpoint resumes whatever chunking or
+    // stacking the next device chooses.
     let mut param_steps = serde_json::Map::new();
-    for (name, p) in model.parameters() {
-        if let Some(st) = adam.state(&p) {
-            moments.push((format!("m.{name}"), p.shape().to_vec(), st.m.to_vec()?));
-            moments.push((format!("v.{name}"), p.shape().to_vec(), st.v.to_vec()?));
-            param_steps.insert(name, json!(st.step));
-        }
+    let mut moments = Vec::new();
+    for (prefix, pick) in [("m.", 0), ("v.", 1)] {
+        let tensors = model.to_hf(|p| {
+            let Some(st) = adam.state(&p.tensor) else {
+                return Ok(None);
+            };
+            for h in &p.hf {
+                param_steps.insert(h.name.clone(), json!(st.step));
+            }
+            Ok(Some(if pick == 0 { &st.m } else { &st.v }.to_vec()?))
+        })?;
+        moments.extend(
+            tensors
+                .into_iter()
+                .map(|(name, shape, data)| (format!("{prefix}{name}"), shape, data)),
+        );
     }
     let state = json!({
         "step": step, "total_steps": total, "seed": opts.seed, "batch_size": opts.batch_size,
@@ -133,28 +145,42 @@ fn load_checkpoint(
             opts.batch_size
         );
     }
-    // Optimizer state is kept per parameter under the model's own names (q/k/v and gate/up
-    // stacked); a name the model does not have means another layout wrote it.
-    let params = model.parameters();
+    // Optimizer state is kept under HF tensor names; one the model has no rows of means
+    // another model (or a foreign file) wrote it.
+    let layout = model.parameter_layout();
     if let Some(saved) = state["param_steps"].as_object() {
-        if let Some(unknown) = saved.keys().find(|n| !params.iter().any(|(p, _)| p == *n)) {
+        let known = |n: &str| layout.iter().any(|p| p.hf.iter().any(|h| h.name == n));
+        if let Some(unknown) = saved.keys().find(|n| !known(n)) {
             anyhow::bail!(
-                "{}: optimizer state for `{unknown}`, which this model has no parameter of \
-                 (written by another version of trainer, or for another model); start a new \
-                 run from {}/ as --model instead",
+                "{}: optimizer state for `{unknown}`, a tensor this model does not have \
+                 (written for another model?); start a new run from {}/ as --model instead",
                 state_path.display(),
                 dir.display()
             );
         }
     }
     let moments = models::Weights::from_files(model.device(), &[dir.join(OPTIMIZER_FILE)])?;
-    for (name, p) in params {
-        let Some(pstep) = state["param_steps"][&name].as_u64() else {
-            continue;
+    for p in &layout {
+        let steps: Vec<Option<u64>> =
+            p.hf.iter()
+                .map(|h| state["param_steps"][&h.name].as_u64())
+                .collect();
+        let pstep = match steps[..] {
+            [Some(s), ..] if steps.iter().all(|&t| t == Some(s)) => s,
+            _ if steps.iter().all(Option::is_none) => continue, // never updated
+            _ => anyhow::bail!(
+                "{}: the tensors of `{}` ({}) have different or missing optimizer steps",
+                state_path.display(),
+                p.name,
+                p.hf.iter()
+                    .map(|h| h.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         };
-        let m = moments.get(&format!("m.{name}"), p.shape(), models::Init::Zeros)?;
-        let v = moments.get(&format!("v.{name}"), p.shape(), models::Init::Zeros)?;
-        adam.set_state(&p, ParamState { m, v, step: pstep })?;
+        let m = model.param_from_hf(p, &moments, "m.")?;
+        let v = model.param_from_hf(p, &moments, "v.")?;
+        adam.set_state(&p.tensor, ParamState { m, v, step: pstep })?;
     }
     adam.set_steps(field("optimizer_steps")?);
     if let (Some(scale), Some(good)) = (

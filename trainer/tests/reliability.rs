@@ -474,8 +474,8 @@ fn assert_one_error_after_warnings(out: &Output, want: &[&str]) -> String {
 fn operand_over_the_binding_limit_says_what_to_reduce() {
     let s = Setup::new();
     // 2 MiB bindings: the vocabulary matrix is split into 7 chunks and trains; a
-    // micro-batch of about 4,500 tokens makes (4500, 128) f32 MLP activations of 2.2 MiB,
-    // refused.
+    // micro-batch of about 4,500 tokens makes a (4500, 128) f32 q/k/v product of 2.2 MiB,
+    // refused (the MLP would take its tokens in parts).
     let cap = [("TRAINER_MAX_BINDING_BYTES", "2097152")];
     let long = format!("{{\"text\": \"{}\"}}\n", "one two three ".repeat(1500));
     let data = data_file(&s, "long.jsonl", long.as_bytes());
@@ -621,10 +621,10 @@ fn killed_mid_run_leaves_whole_checkpoints_and_resumes() {
 }
 
 #[test]
-fn resume_from_optimizer_state_of_another_layout_is_an_error() {
-    // A checkpoint whose optimizer state names parameters this model does not have (as one
-    // written before q/k/v were stacked would: `q_proj` where the model has `qkv_proj`) is
-    // refused by name, not resumed with fresh moments for them.
+fn resume_from_optimizer_state_of_another_model_is_an_error() {
+    // Optimizer state is saved under HF tensor names (whatever this device stacked or
+    // chunked); a name the model has no tensor of means the state is another model's, and is
+    // refused by name rather than resumed with fresh moments for the model's tensors.
     let s = Setup::new();
     let ok = s.run(&["--steps", "2", "--batch-size", "2", "--save-every", "1"]);
     assert!(
@@ -635,8 +635,19 @@ fn resume_from_optimizer_state_of_another_layout_is_an_error() {
     let ckpt = s.out().join("checkpoint-1");
     let state_file = ckpt.join("trainer_state.json");
     let text = std::fs::read_to_string(&state_file).unwrap();
-    assert!(text.contains("self_attn.qkv_proj.weight"), "{text}");
-    std::fs::write(&state_file, text.replace("qkv_proj", "q_proj")).unwrap();
+    // HF names, not the stacked parameters'.
+    assert!(
+        text.contains("self_attn.k_proj.weight") && !text.contains("qkv_proj"),
+        "{text}"
+    );
+    std::fs::write(
+        &state_file,
+        text.replace(
+            "layers.0.self_attn.k_proj.weight",
+            "layers.0.self_attn.kk_proj.weight",
+        ),
+    )
+    .unwrap();
     let line = assert_one_error_after_warnings(
         &s.run(&[
             "--steps",
@@ -648,8 +659,8 @@ fn resume_from_optimizer_state_of_another_layout_is_an_error() {
         ]),
         &[
             "trainer_state.json",
-            "self_attn.q_proj.weight",
-            "has no parameter",
+            "self_attn.kk_proj.weight",
+            "does not have",
         ],
     );
     assert!(line.contains("checkpoint-1"), "{line}");
