@@ -910,6 +910,7 @@ fn run(a: &Args) -> Result<Vec<Value>> {
             "tied": cfg.tie_word_embeddings, "layers": cfg.num_hidden_layers,
             "hidden": cfg.hidden_size, "vocab": cfg.vocab_size,
             "weights_gib": gib(dev.pool_stats().in_use),
+            "coop_matmul": format!("{:?}", dev.coop_matmul()).to_lowercase(),
             "init_s": round(t.elapsed().as_secs_f64(), 2)}),
     );
     let (model, passed, opts) = (&model, &passed, &a.opts);
