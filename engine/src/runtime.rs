@@ -27,9 +27,19 @@ pub(crate) struct Storage {
     buffer: Option<wgpu::Buffer>,
     class: u64,
     dev: Arc<DeviceInner>,
+    /// Bumped by every op that writes this storage after it was made (an optimizer step on
+    /// a parameter), so copies made from it can tell they are stale.
+    version: std::sync::atomic::AtomicU64,
 }
 
 impl Storage {
+    pub(crate) fn version(&self) -> u64 {
+        self.version.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    pub(crate) fn mark_written(&self) {
+        self.version
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     pub(crate) fn buffer(&self) -> &wgpu::Buffer {
         self.buffer
             .as_ref()
@@ -140,6 +150,7 @@ impl Device {
             buffer: Some(buffer),
             class,
             dev: self.0.clone(),
+            version: Default::default(),
         })
     }
 

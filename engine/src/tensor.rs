@@ -248,6 +248,21 @@ impl Tensor {
         (&self.0.storage, self.size_in_bytes())
     }
 
+    pub(crate) fn storage(&self) -> &Arc<Storage> {
+        &self.0.storage
+    }
+
+    /// How many times an op has written this tensor's storage in place since it was made
+    /// (optimizer steps, for a parameter): copies made from it are stale once it moves on.
+    pub fn version(&self) -> u64 {
+        self.0.storage.version()
+    }
+
+    /// Note that an op is writing this tensor's storage in place.
+    pub(crate) fn mark_written(&self) {
+        self.0.storage.mark_written()
+    }
+
     // ---- host transfer ----
 
     /// Copy to the host as f32 (f16 is widened). Submits pending work and waits.

@@ -4,6 +4,7 @@
 //! Qwen2 is LLaMA with q/k/v biases: one decoder, a config flag. Weight names are HF's, except
 //! that q/k/v and gate/up are each stacked into one tensor (one product instead of several).
 
+use engine::ops::cast::CastCache;
 use engine::ops::{
     activation::swiglu_as,
     attention::{attention, KvCache},
@@ -26,6 +27,8 @@ pub struct VocabMatrix {
     pub chunks: Vec<Tensor>,
     /// First vocabulary row of each chunk, and one past the last.
     pub offsets: Vec<usize>,
+    /// Each chunk's f16 copy for the f16 LM head, remade only after the chunk changes.
+    casts: Vec<CastCache>,
 }
 
 impl VocabMatrix {
@@ -42,6 +45,7 @@ impl VocabMatrix {
         }
         Ok(VocabMatrix {
             name: name.into(),
+            casts: chunks.iter().map(|_| CastCache::new()).collect(),
             chunks,
             offsets,
         })
@@ -155,6 +159,9 @@ struct Linear {
     stacked: String,
     /// The HF tensors stacked, by name within the layer (without `.weight`), and their rows.
     parts: Vec<(String, usize)>,
+    /// The f16 copy of each weight block, remade only after the weight changes (so a
+    /// recomputed layer, further micro-batches and repeated inference reuse it).
+    casts: Vec<CastCache>,
 }
 
 impl Linear {
@@ -188,8 +195,10 @@ impl Linear {
                 Ok(t)
             }
         };
+        let weight = stack(load("weight", &[in_dim], Init::Normal(std))?)?;
         Ok(Linear {
-            weight: stack(load("weight", &[in_dim], Init::Normal(std))?)?,
+            casts: weight.iter().map(|_| CastCache::new()).collect(),
+            weight,
             bias: if bias {
                 stack(load("bias", &[], Init::Zeros)?)?
             } else {
@@ -211,14 +220,15 @@ impl Linear {
     /// x (.., in) -> (.., out), the parts' outputs side by side in their order.
     fn forward(&self, x: &Tensor, precision: Precision) -> Result<Tensor> {
         // Cast inside the graph (to f16; f32 stays as it is), so the f32 master weight
-        // receives the gradient. An input already in the dtype is not cast again.
+        // receives the gradient. An input already in the dtype is not cast again, nor a
+        // weight that has not changed since its last cast.
         let dtype = precision.dtype();
         let x = x.to_dtype(dtype)?;
         let outs = self
             .weight
             .iter()
             .enumerate()
-            .map(|(i, w)| x.linear(&w.to_dtype(dtype)?, self.bias.get(i)))
+            .map(|(i, w)| x.linear(&self.casts[i].cast(w, dtype)?, self.bias.get(i)))
             .collect::<engine::Result<Vec<_>>>()?;
         if outs.len() == 1 {
             return Ok(outs.into_iter().next().expect("one block"));
@@ -782,7 +792,8 @@ impl Model {
                 hidden.to_dtype(DType::F16)?,
                 chunks
                     .iter()
-                    .map(|c| c.to_dtype(DType::F16))
+                    .zip(&self.lm_head().casts)
+                    .map(|(c, cache)| cache.cast(c, DType::F16))
                     .collect::<std::result::Result<_, _>>()?,
             ),
         })

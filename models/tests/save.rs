@@ -242,3 +242,42 @@ fn narrow_bindings_split_the_mlp_by_tokens() {
         assert!(err <= 1e-5, "{name}: {err:e}");
     }
 }
+
+/// In f16 the weights' f16 copies are kept between forward passes and remade after an
+/// optimizer step: the next forward computes what a model freshly loaded from the stepped
+/// weights computes, to the bit (a stale copy would give the logits before the step).
+#[test]
+fn f16_weight_copies_follow_the_optimizer() {
+    use models::{Compute, Precision};
+    let dev = device();
+    let dir = fixture("hf/tiny-qwen2");
+    let config = Config::from_file(&dir.join("config.json")).unwrap();
+    let f16 = Compute {
+        precision: Precision::F16,
+        recompute: true,
+        ..Default::default()
+    };
+    let model = Model::new(&config, &Weights::from_dir(&dev, &dir).unwrap(), true).unwrap();
+    model.set_compute(f16);
+    let ids: Vec<u32> = (0..16).map(|i| (i * 37 + 5) % 256).collect();
+    let logits = |m: &Model| m.forward(&ids, 2, 8).unwrap();
+    let before = engine::no_grad(|| logits(&model).to_vec().unwrap());
+    let loss = logits(&model).square().unwrap().mean_all().unwrap();
+    let grads = loss.backward().unwrap();
+    let params: Vec<_> = model.parameters().into_iter().map(|(_, t)| t).collect();
+    AdamW::new(1e-2).step(&params, &grads, None).unwrap();
+    let after = engine::no_grad(|| logits(&model).to_vec().unwrap());
+    assert_ne!(after, before);
+    let tmp = tempfile::tempdir().unwrap();
+    model
+        .save(&tmp.path().join("m"), None, SaveDtype::F32)
+        .unwrap();
+    let fresh = Model::new(
+        &config,
+        &Weights::from_dir(&dev, &tmp.path().join("m")).unwrap(),
+        false,
+    )
+    .unwrap();
+    fresh.set_compute(f16);
+    assert_eq!(after, engine::no_grad(|| logits(&fresh).to_vec().unwrap()));
+}

@@ -354,6 +354,8 @@ impl KvCache {
             offset: self.len,
         };
         run(op, &k::kv_append(&w), &[k_new, v_new, &self.k, &self.v])?;
+        self.k.mark_written();
+        self.v.mark_written();
         self.len += new_len;
         Ok(())
     }

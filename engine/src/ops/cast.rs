@@ -1,12 +1,17 @@
 //! f32 <-> f16 casts (`Tensor::to_dtype`) and their backward rule. Gradients are always f32,
 //! so the gradient of a cast is the incoming gradient as f32, whichever way the cast went.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
 use kernels::cast as k;
 
 use crate::autograd::Backward;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::ops::run;
+use crate::runtime::Storage;
 use crate::tensor::Tensor;
 
 impl Tensor {
@@ -32,6 +37,53 @@ impl Tensor {
         let out = Tensor::uninit(self.device(), "to_dtype", self.shape(), dtype)?;
         run("to_dtype", &launch, &[self, &out])?;
         Ok(out.recorded(&[self], || CastBackward))
+    }
+}
+
+/// A copy of one tensor in another dtype (the f16 copy of an f32 weight, say), made on first
+/// use and reused while the tensor is unchanged: once an op writes the tensor in place (an
+/// optimizer step; see [`Tensor::version`]), the next use casts it again. Each use stands on
+/// the tape for a cast of the tensor, so gradients reach it as through
+/// [`Tensor::to_dtype`]. Clones share the copy.
+#[derive(Clone, Default)]
+pub struct CastCache(Rc<RefCell<Option<Cached>>>);
+
+struct Cached {
+    source: Arc<Storage>,
+    version: u64,
+    copy: Tensor,
+}
+
+impl CastCache {
+    pub fn new() -> CastCache {
+        CastCache::default()
+    }
+
+    /// `t.to_dtype(dtype)`, cast only when `t` (or the dtype asked) differs from last time.
+    pub fn cast(&self, t: &Tensor, dtype: DType) -> Result<Tensor> {
+        if t.dtype() == dtype {
+            return Ok(t.clone());
+        }
+        let mut slot = self.0.borrow_mut();
+        let fresh = matches!(&*slot, Some(c) if Arc::ptr_eq(&c.source, t.storage())
+            && c.version == t.version()
+            && c.copy.dtype() == dtype
+            && c.copy.shape() == t.shape());
+        if !fresh {
+            let copy = crate::no_grad(|| t.detach().to_dtype(dtype))?;
+            *slot = Some(Cached {
+                source: t.storage().clone(),
+                version: t.version(),
+                copy,
+            });
+        }
+        let copy = &slot.as_ref().expect("filled above").copy;
+        Ok(copy.detach().recorded(&[t], || CastBackward))
+    }
+
+    /// Drop the copy (its memory goes back to the pool).
+    pub fn clear(&self) {
+        self.0.borrow_mut().take();
     }
 }
 

@@ -215,6 +215,9 @@ impl AdamW {
             );
             // The parameter is the output binding: its storage is updated in place.
             run(OP, &launch, &[p, &st.m, &st.v, g, &stats])?;
+            for t in [p, &st.m, &st.v] {
+                t.mark_written();
+            }
         }
         self.steps += 1;
         Ok(StepStats {
