@@ -799,6 +799,26 @@ impl Model {
         })
     }
 
+    /// Free the f16 copies of the weights kept between passes (they are remade on the next
+    /// f16 pass): before an optimizer step, which makes them stale anyway, so that they do
+    /// not take memory while the optimizer's state does.
+    pub fn release_casts(&self) {
+        let vocab = [Some(&self.embed_tokens), self.lm_head.as_ref()];
+        for m in vocab.into_iter().flatten() {
+            m.casts.iter().for_each(CastCache::clear);
+        }
+        for l in &self.layers {
+            for lin in [
+                &l.self_attn.qkv,
+                &l.self_attn.o_proj,
+                &l.mlp.gate_up,
+                &l.mlp.down_proj,
+            ] {
+                lin.casts.iter().for_each(CastCache::clear);
+            }
+        }
+    }
+
     /// Every trainable tensor under its name: HF's, except where the model stacks HF
     /// projections into one tensor (`self_attn.qkv_proj`, `mlp.gate_up_proj`); a vocabulary
     /// matrix split into chunks appears once per chunk, as `name` then `name#1`, `name#2`,

@@ -84,7 +84,14 @@ fn save_checkpoint(
                 return Ok(None);
             };
             for h in &p.hf {
-                param_steps.insert(h.name.clone(), json!(st.step));
+                // Chunks of one vocabulary matrix share its name: their steps must agree.
+                let prev = param_steps.insert(h.name.clone(), json!(st.step));
+                if prev.is_some_and(|v| v != json!(st.step)) {
+                    return Err(models::Error::Layout(format!(
+                        "`{}`: its chunks were updated different numbers of times",
+                        h.name
+                    )));
+                }
             }
             Ok(Some(if pick == 0 { &st.m } else { &st.v }.to_vec()?))
         })?;
@@ -145,19 +152,34 @@ fn load_checkpoint(
             opts.batch_size
         );
     }
-    // Optimizer state is kept under HF tensor names; one the model has no rows of means
-    // another model (or a foreign file) wrote it.
+    // Optimizer state is kept under HF tensor names, one whole number of steps each; a name
+    // the model has no rows of means another model (or an older trainer) wrote it.
     let layout = model.parameter_layout();
-    if let Some(saved) = state["param_steps"].as_object() {
-        let known = |n: &str| layout.iter().any(|p| p.hf.iter().any(|h| h.name == n));
-        if let Some(unknown) = saved.keys().find(|n| !known(n)) {
-            anyhow::bail!(
-                "{}: optimizer state for `{unknown}`, a tensor this model does not have \
-                 (written for another model?); start a new run from {}/ as --model instead",
-                state_path.display(),
-                dir.display()
-            );
-        }
+    let Some(saved) = state["param_steps"].as_object() else {
+        anyhow::bail!("{}: no `param_steps` object", state_path.display());
+    };
+    if let Some((name, _)) = saved.iter().find(|(_, v)| v.as_u64().is_none()) {
+        anyhow::bail!(
+            "{}: `param_steps` of `{name}` is not a whole number of steps",
+            state_path.display()
+        );
+    }
+    let known = |n: &str| layout.iter().any(|p| p.hf.iter().any(|h| h.name == n));
+    if let Some(unknown) = saved.keys().find(|n| !known(n)) {
+        let why = if unknown.contains('#')
+            || unknown.contains("qkv_proj")
+            || unknown.contains("gate_up_proj")
+        {
+            "written by an earlier trainer, before optimizer state was saved under HF tensor names"
+        } else {
+            "written for another model?"
+        };
+        anyhow::bail!(
+            "{}: optimizer state for `{unknown}`, a tensor this model does not have ({why}); \
+             start a new run from {}/ as --model instead",
+            state_path.display(),
+            dir.display()
+        );
     }
     let moments = models::Weights::from_files(model.device(), &[dir.join(OPTIMIZER_FILE)])?;
     for p in &layout {
@@ -400,6 +422,8 @@ fn run_steps(
         // The optimizer unscales inside its norm and update kernels (1 in f32).
         adam.inv_loss_scale = 1.0 / loss_scale;
         // A NaN or infinite loss or gradient norm: the update is skipped, nothing changes.
+        // The f16 weight copies go stale with this update: free them for its duration.
+        model.release_casts();
         let grad_norm = match crate::guard::update(adam, &params, &grads, opts.clip, loss_sum)? {
             crate::guard::Update::Applied { grad_norm } => {
                 scaler.update(true);

@@ -664,6 +664,29 @@ fn resume_from_optimizer_state_of_another_model_is_an_error() {
         ],
     );
     assert!(line.contains("checkpoint-1"), "{line}");
+    // A step count that is not a whole number is refused too (not resumed with fresh
+    // moments).
+    assert!(text.contains("\"model.norm.weight\":1"), "{text}");
+    std::fs::write(
+        &state_file,
+        text.replace("\"model.norm.weight\":1", "\"model.norm.weight\":\"one\""),
+    )
+    .unwrap();
+    assert_one_error_after_warnings(
+        &s.run(&[
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--resume",
+            ckpt.to_str().unwrap(),
+        ]),
+        &[
+            "trainer_state.json",
+            "model.norm.weight",
+            "not a whole number",
+        ],
+    );
 }
 
 #[test]

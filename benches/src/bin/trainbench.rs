@@ -161,6 +161,7 @@ impl<'a> Trainer<'a> {
         }
         let loss_scale = self.scaler.scale();
         self.adam.inv_loss_scale = 1.0 / loss_scale;
+        model.release_casts();
         let (grad_norm, overflow) =
             match update(&mut self.adam, &self.params, &grads, Some(1.0), loss)? {
                 Update::Applied { grad_norm } => {
