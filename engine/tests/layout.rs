@@ -140,3 +140,55 @@ fn bad_layout_arguments_are_errors() {
     assert!(Tensor::cat(&[&t, &u], 0).is_err());
     assert!(Tensor::cat(&[], 0).is_err());
 }
+
+#[test]
+fn permute_to_f16_is_permute_then_cast_bit_for_bit() {
+    use engine::{no_grad, DType};
+    let mut r = rng(77);
+    // Odd and even element counts, a rank-4 head swap as attention's output takes, values
+    // past f16's range and in its subnormals.
+    for (shape, perm) in [
+        (vec![3usize, 5], vec![1usize, 0]),
+        (vec![2, 3, 5, 4], vec![0, 2, 1, 3]),
+        (vec![1, 1, 7], vec![2, 1, 0]),
+    ] {
+        let n: usize = shape.iter().product();
+        let mut x = randn(&mut r, n);
+        x[0] = 7e4;
+        if n > 2 {
+            x[1] = 3e-7;
+        }
+        let xv = tensor(&x, &shape).var();
+        let got = xv.permute_as(&perm, DType::F16).unwrap();
+        assert_eq!(got.dtype(), DType::F16);
+        let want = no_grad(|| xv.permute(&perm).unwrap().to_dtype(DType::F16).unwrap());
+        assert_eq!(got.shape(), want.shape());
+        let bits = |t: &Tensor| -> Vec<u16> {
+            t.to_vec_f16()
+                .unwrap()
+                .iter()
+                .map(|h| h.to_bits())
+                .collect()
+        };
+        assert_eq!(bits(&got), bits(&want), "{shape:?} {perm:?}");
+        // The gradient is the f32 permute's, in f32.
+        let g = randn(&mut r, n);
+        let gt = tensor(&g, got.shape());
+        let grad = |y: Tensor| {
+            let l = y
+                .to_dtype(DType::F32)
+                .unwrap()
+                .mul(&gt)
+                .unwrap()
+                .sum_all()
+                .unwrap();
+            l.backward().unwrap().get(&xv).unwrap().to_vec().unwrap()
+        };
+        let d16 = grad(got);
+        let d32 = grad(xv.permute(&perm).unwrap());
+        assert_eq!(d16, d32, "{shape:?} {perm:?} gradient");
+    }
+    // u32 ids are not cast.
+    let ids = Tensor::from_u32_slice(&dev(), &[1, 2, 3, 4], &[2, 2]).unwrap();
+    assert!(ids.permute_as(&[1, 0], DType::F16).is_err());
+}

@@ -5,7 +5,10 @@ use crate::{grid_for, Kernel, Launch, Needs, Params, Source};
 
 pub static SOURCE: Source = Source {
     name: "layout",
-    wgsl: include_str!("../wgsl/layout.wgsl"),
+    wgsl: concat!(
+        include_str!("../wgsl/layout.wgsl"),
+        include_str!("../wgsl/f16_bits.wgsl")
+    ),
     needs: Needs {
         f16: false,
         subgroups: false,
@@ -17,6 +20,11 @@ const GATHER: Kernel = Kernel {
     source: &SOURCE,
     entry: "gather",
     bindings: &[1, 2],
+};
+const GATHER_F16: Kernel = Kernel {
+    source: &SOURCE,
+    entry: "gather_f16",
+    bindings: &[1, 5],
 };
 const SCATTER: Kernel = Kernel {
     source: &SOURCE,
@@ -68,7 +76,8 @@ impl View {
     }
 }
 
-fn launch(kernel: Kernel, view: &View) -> Option<Launch> {
+/// `per_invocation` output elements per invocation.
+fn launch(kernel: Kernel, view: &View, per_invocation: usize) -> Option<Launch> {
     let v = view.collapsed();
     if v.dims.len() > MAX_RANK {
         return None;
@@ -92,19 +101,25 @@ fn launch(kernel: Kernel, view: &View) -> Option<Launch> {
     Some(Launch {
         kernel,
         constants: vec![],
-        workgroups: grid_for(n, 256),
+        workgroups: grid_for(n.div_ceil(per_invocation), 256),
         params,
     })
 }
 
 /// Contiguous `out` = the elements of `src` seen through `view`. `None` past [`MAX_RANK`].
 pub fn gather(view: &View) -> Option<Launch> {
-    launch(GATHER, view)
+    launch(GATHER, view, 1)
+}
+
+/// [`gather`] from f32 `src` into an f16 `out` (ceil(n / 2) u32 words), rounded bit for bit
+/// as the f32 -> f16 cast. `None` past [`MAX_RANK`].
+pub fn gather_f16(view: &View) -> Option<Launch> {
+    launch(GATHER_F16, view, 2)
 }
 
 /// The elements of contiguous `src` written into `dst` through `view`.
 pub fn scatter(view: &View) -> Option<Launch> {
-    launch(SCATTER, view)
+    launch(SCATTER, view, 1)
 }
 
 #[cfg(test)]

@@ -373,9 +373,12 @@ impl Attention {
     /// (B, Hq, T, D) attention output -> (B, T, C) through o_proj.
     fn output(&self, y: &Tensor, p: Precision) -> Result<Tensor> {
         let (b, t) = (y.dim(0), y.dim(2));
-        let y = y
-            .permute(&[0, 2, 1, 3])?
-            .reshape(&[b, t, self.num_heads * self.head_dim])?;
+        // Heads back beside each other, in the products' dtype (one pass: no cast after).
+        let y = y.permute_as(&[0, 2, 1, 3], p.dtype())?.reshape(&[
+            b,
+            t,
+            self.num_heads * self.head_dim,
+        ])?;
         self.o_proj.forward(&y, p)
     }
 

@@ -58,8 +58,22 @@ fn scatter_into(op: &'static str, src: &Tensor, dst: &Tensor, view: &View) -> Re
 impl Tensor {
     /// Reorder dimensions: output dim `d` is input dim `perm[d]` (a copy).
     pub fn permute(&self, perm: &[usize]) -> Result<Tensor> {
+        self.permute_as(perm, self.dtype())
+    }
+
+    /// [`Tensor::permute`] with the copy stored as `dtype`: this tensor's own, or f16 from
+    /// f32 (rounded bit for bit as `to_dtype` rounds), for an f16 product to read without a
+    /// cast pass. The gradient is f32.
+    pub fn permute_as(&self, perm: &[usize], dtype: DType) -> Result<Tensor> {
         let op = "permute";
         check_32bit(op, self)?;
+        if dtype != self.dtype() && (self.dtype(), dtype) != (DType::F32, DType::F16) {
+            return Err(Error::DTypeMismatch {
+                op,
+                expected: self.dtype(),
+                got: dtype,
+            });
+        }
         let r = self.rank();
         let mut seen = vec![false; r];
         if perm.len() != r
@@ -79,9 +93,15 @@ impl Tensor {
             strides: perm.iter().map(|&p| in_strides[p]).collect(),
             offset: 0,
         };
-        let launch = k::gather(&view).ok_or_else(|| too_many_dims(op, self.shape()))?;
-        let out = Tensor::uninit(self.device(), op, &view.dims, self.dtype())?;
-        run(op, &launch, &[self, &out])?;
+        let launch = match dtype {
+            DType::F16 => k::gather_f16(&view),
+            _ => k::gather(&view),
+        }
+        .ok_or_else(|| too_many_dims(op, self.shape()))?;
+        let out = Tensor::uninit(self.device(), op, &view.dims, dtype)?;
+        if out.elem_count() > 0 {
+            run(op, &launch, &[self, &out])?;
+        }
         let mut inverse = vec![0; r];
         for (d, &p) in perm.iter().enumerate() {
             inverse[p] = d;
@@ -184,7 +204,7 @@ impl Backward for PermuteBackward {
         "permute"
     }
     fn backward(&self, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
-        Ok(vec![Some(g.permute(&self.inverse)?)])
+        Ok(vec![Some(g.to_dtype(DType::F32)?.permute(&self.inverse)?)])
     }
 }
 
