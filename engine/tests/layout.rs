@@ -163,26 +163,12 @@ fn permute_to_f16_is_permute_then_cast_bit_for_bit() {
         assert_eq!(got.dtype(), DType::F16);
         let want = no_grad(|| xv.permute(&perm).unwrap().to_dtype(DType::F16).unwrap());
         assert_eq!(got.shape(), want.shape());
-        let bits = |t: &Tensor| -> Vec<u16> {
-            t.to_vec_f16()
-                .unwrap()
-                .iter()
-                .map(|h| h.to_bits())
-                .collect()
-        };
-        assert_eq!(bits(&got), bits(&want), "{shape:?} {perm:?}");
+        assert_eq!(f16_bits(&got), f16_bits(&want), "{shape:?} {perm:?}");
         // The gradient is the f32 permute's, in f32.
-        let g = randn(&mut r, n);
-        let gt = tensor(&g, got.shape());
+        let gt = tensor(&randn(&mut r, n), got.shape());
         let grad = |y: Tensor| {
-            let l = y
-                .to_dtype(DType::F32)
-                .unwrap()
-                .mul(&gt)
-                .unwrap()
-                .sum_all()
-                .unwrap();
-            l.backward().unwrap().get(&xv).unwrap().to_vec().unwrap()
+            let grads = weighted_grads(&[y], std::slice::from_ref(&gt));
+            grads.get(&xv).unwrap().to_vec().unwrap()
         };
         let d16 = grad(got);
         let d32 = grad(xv.permute(&perm).unwrap());

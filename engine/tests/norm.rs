@@ -169,24 +169,11 @@ fn f16_output_is_the_f32_result_cast_bit_for_bit() {
                 .to_dtype(DType::F16)
                 .unwrap()
         });
-        let bits = |t: &Tensor| -> Vec<u16> {
-            t.to_vec_f16()
-                .unwrap()
-                .iter()
-                .map(|h| h.to_bits())
-                .collect()
-        };
-        assert_eq!(bits(&y16), bits(&want), "{rows}x{len}");
+        assert_eq!(f16_bits(&y16), f16_bits(&want), "{rows}x{len}");
         // Gradients through the f16 output are the f32 path's.
         let g = tensor(&randn(&mut r, rows * len), &[rows, len]);
         let grads = |y: Tensor| {
-            let gr = y
-                .to_dtype(DType::F32)
-                .unwrap()
-                .mul(&g)
-                .unwrap()
-                .backward()
-                .unwrap();
+            let gr = weighted_grads(&[y], std::slice::from_ref(&g));
             let get = |t: &Tensor| gr.get(t).unwrap().to_vec().unwrap();
             (get(&xv), get(&wv))
         };

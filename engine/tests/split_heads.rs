@@ -13,81 +13,66 @@ fn upos(p: &[u32], shape: &[usize]) -> Tensor {
     Tensor::from_u32_slice(&dev(), p, shape).unwrap()
 }
 
-/// The f64 reference: group `(n, rotate)` of x (B, T, H, D) as (B, n, T, D), rotated by
-/// sign * angle, angle = f32(pos) * inv[i] formed in f32 as HF does.
-#[allow(clippy::too_many_arguments)]
-fn reference(
-    x: &[f32],
-    (b, t, h, d): (usize, usize, usize, usize),
+/// Where one group's rotated pairs sit and how they turn.
+struct Group<'a> {
+    /// (batch, seq_len, heads in the fused layout, head_dim)
+    dims: (usize, usize, usize, usize),
     head0: usize,
     n: usize,
     rotate: bool,
-    pos: &[u32],
+    pos: &'a [u32],
     per_row: bool,
-    inv: &[f32],
-) -> Vec<f64> {
-    let half = d / 2;
-    let mut out = vec![0.0; b * n * t * d];
-    for bi in 0..b {
-        for ni in 0..n {
-            for ti in 0..t {
-                let src = ((bi * t + ti) * h + head0 + ni) * d;
-                let dst = ((bi * n + ni) * t + ti) * d;
-                let p = pos[if per_row { bi * t + ti } else { ti }];
-                for i in 0..half {
-                    let angle = (p as f32 * inv[i]) as f64;
-                    let (s, c) = if rotate {
-                        (angle.sin(), angle.cos())
-                    } else {
-                        (0.0, 1.0)
-                    };
-                    let (x1, x2) = (x[src + i] as f64, x[src + i + half] as f64);
-                    out[dst + i] = x1 * c - x2 * s;
-                    out[dst + i + half] = x2 * c + x1 * s;
-                }
-            }
-        }
-    }
-    out
+    inv: &'a [f32],
 }
 
-/// The gradient of x from the groups' gradients: each rotated back into its heads.
-#[allow(clippy::too_many_arguments)]
-fn reference_backward(
-    gs: &[Vec<f32>],
-    groups: &[(usize, bool)],
-    (b, t, h, d): (usize, usize, usize, usize),
-    pos: &[u32],
-    per_row: bool,
-    inv: &[f32],
-) -> Vec<f64> {
-    let half = d / 2;
-    let mut dx = vec![0.0; b * t * h * d];
-    let mut head0 = 0;
-    for (g, &(n, rotate)) in gs.iter().zip(groups) {
+impl Group<'_> {
+    /// Visit each pair (i, i + D/2) of the group: its first element's index in the fused
+    /// layout (B, T, H, D), in the heads layout (B, n, T, D), and the sine and cosine of its
+    /// angle f32(pos) * inv[i], formed in f32 as HF does (0 and 1 when not rotating).
+    fn for_each_pair(&self, mut f: impl FnMut(usize, usize, f64, f64)) {
+        let (b, t, h, d) = self.dims;
         for bi in 0..b {
-            for ni in 0..n {
+            for ni in 0..self.n {
                 for ti in 0..t {
-                    let fused = ((bi * t + ti) * h + head0 + ni) * d;
-                    let src = ((bi * n + ni) * t + ti) * d;
-                    let p = pos[if per_row { bi * t + ti } else { ti }];
-                    for i in 0..half {
-                        let angle = (p as f32 * inv[i]) as f64;
-                        let (s, c) = if rotate {
+                    let fused = ((bi * t + ti) * h + self.head0 + ni) * d;
+                    let heads = ((bi * self.n + ni) * t + ti) * d;
+                    let p = self.pos[if self.per_row { bi * t + ti } else { ti }];
+                    for i in 0..d / 2 {
+                        let angle = (p as f32 * self.inv[i]) as f64;
+                        let (s, c) = if self.rotate {
                             (angle.sin(), angle.cos())
                         } else {
                             (0.0, 1.0)
                         };
-                        let (g1, g2) = (g[src + i] as f64, g[src + i + half] as f64);
-                        dx[fused + i] = g1 * c + g2 * s;
-                        dx[fused + i + half] = g2 * c - g1 * s;
+                        f(fused + i, heads + i, s, c);
                     }
                 }
             }
         }
-        head0 += n;
     }
-    dx
+
+    /// The f64 reference: the group of x (B, T, H, D) as (B, n, T, D), rotated.
+    fn forward(&self, x: &[f32]) -> Vec<f64> {
+        let (b, t, _, d) = self.dims;
+        let half = d / 2;
+        let mut out = vec![0.0; b * self.n * t * d];
+        self.for_each_pair(|src, dst, s, c| {
+            let (x1, x2) = (x[src] as f64, x[src + half] as f64);
+            out[dst] = x1 * c - x2 * s;
+            out[dst + half] = x2 * c + x1 * s;
+        });
+        out
+    }
+
+    /// The group's gradient g (B, n, T, D) rotated back into its heads of dx (B, T, H, D).
+    fn backward_into(&self, g: &[f32], dx: &mut [f64]) {
+        let half = self.dims.3 / 2;
+        self.for_each_pair(|dst, src, s, c| {
+            let (g1, g2) = (g[src] as f64, g[src + half] as f64);
+            dx[dst] = g1 * c + g2 * s;
+            dx[dst + half] = g2 * c - g1 * s;
+        });
+    }
 }
 
 #[test]
@@ -161,34 +146,36 @@ fn forward_and_backward_match_reference() {
         .unwrap();
         assert_eq!(outs.len(), groups.len());
         let what = format!("split_heads b{b} t{t} d{d} {groups:?} per row {per_row}");
-        let mut head0 = 0;
-        let mut gs = Vec::new();
-        let mut loss: Option<Tensor> = None;
+        let (mut head0, mut gs) = (0, Vec::new());
+        let mut dx_want = vec![0.0; x.len()];
         for (out, &(n, rotate)) in outs.iter().zip(groups) {
             assert_eq!(out.shape(), &[b, n, t, d], "{what}");
-            let want = reference(&x, (b, t, h, d), head0, n, rotate, &pos, per_row, &inv);
+            let group = Group {
+                dims: (b, t, h, d),
+                head0,
+                n,
+                rotate,
+                pos: &pos,
+                per_row,
+                inv: &inv,
+            };
             assert_close(
                 &format!("{what} group {head0}"),
                 &out.to_vec().unwrap(),
-                &want,
+                &group.forward(&x),
                 F32_TOL,
             );
-            head0 += n;
             let g = randn(&mut r, out.elem_count());
-            let term = out
-                .mul(&tensor(&g, out.shape()))
-                .unwrap()
-                .sum_all()
-                .unwrap();
-            loss = Some(match loss {
-                Some(l) => l.add(&term).unwrap(),
-                None => term,
-            });
-            gs.push(g);
+            group.backward_into(&g, &mut dx_want);
+            gs.push(tensor(&g, out.shape()));
+            head0 += n;
         }
-        let grads = loss.unwrap().backward().unwrap();
-        let want = reference_backward(&gs, groups, (b, t, h, d), &pos, per_row, &inv);
-        let got = grads.get(&xv).unwrap().to_vec().unwrap();
+        let got = weighted_grads(&outs, &gs)
+            .get(&xv)
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        let want = dx_want;
         assert_close(&format!("{what} backward"), &got, &want, F32_TOL);
     }
 }
@@ -311,15 +298,8 @@ fn f16_heads_are_the_f32_heads_cast_bit_for_bit() {
         let f32s = no_grad(|| split_heads(&xv, &groups, &pos, &inv).unwrap());
         for (got, want) in f16s.iter().zip(&f32s) {
             assert_eq!(got.dtype(), DType::F16);
-            let bits = |t: &Tensor| -> Vec<u16> {
-                t.to_vec_f16()
-                    .unwrap()
-                    .iter()
-                    .map(|h| h.to_bits())
-                    .collect()
-            };
             let want = want.to_dtype(DType::F16).unwrap();
-            assert_eq!(bits(got), bits(&want), "b{b} t{t} d{d}");
+            assert_eq!(f16_bits(got), f16_bits(&want), "b{b} t{t} d{d}");
         }
         // The gradient through f16 heads is the f32 path's.
         let gs: Vec<Tensor> = f32s
@@ -327,27 +307,8 @@ fn f16_heads_are_the_f32_heads_cast_bit_for_bit() {
             .map(|o| tensor(&randn(&mut r, o.elem_count()), o.shape()))
             .collect();
         let grad = |outs: Vec<Tensor>| {
-            let mut loss: Option<Tensor> = None;
-            for (o, g) in outs.iter().zip(&gs) {
-                let term = o
-                    .to_dtype(DType::F32)
-                    .unwrap()
-                    .mul(g)
-                    .unwrap()
-                    .sum_all()
-                    .unwrap();
-                loss = Some(match loss {
-                    Some(l) => l.add(&term).unwrap(),
-                    None => term,
-                });
-            }
-            loss.unwrap()
-                .backward()
-                .unwrap()
-                .get(&xv)
-                .unwrap()
-                .to_vec()
-                .unwrap()
+            let grads = weighted_grads(&outs, &gs);
+            grads.get(&xv).unwrap().to_vec().unwrap()
         };
         let d16 = grad(f16s);
         let d32 = grad(split_heads(&xv, &groups, &pos, &inv).unwrap());

@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use engine::{no_grad, Device, DeviceOptions, Tensor};
+use engine::{no_grad, DType, Device, DeviceOptions, Gradients, Tensor};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 /// Tolerance of f32 paths against an f64 reference (relative, with an absolute floor).
@@ -40,6 +40,35 @@ pub fn randn(rng: &mut StdRng, n: usize) -> Vec<f32> {
 
 pub fn tensor(data: &[f32], shape: &[usize]) -> Tensor {
     Tensor::from_slice(&dev(), data, shape).expect("upload")
+}
+
+/// The bit patterns of an f16 tensor's values (for comparisons to the bit).
+pub fn f16_bits(t: &Tensor) -> Vec<u16> {
+    t.to_vec_f16()
+        .expect("download")
+        .iter()
+        .map(|h| h.to_bits())
+        .collect()
+}
+
+/// The gradients of sum_k sum(f32(ys[k]) * gs[k]): what reaches the variables from outputs
+/// of any dtype, each weighted by an f32 tensor of its shape. Consumes the tape.
+pub fn weighted_grads(ys: &[Tensor], gs: &[Tensor]) -> Gradients {
+    let mut loss: Option<Tensor> = None;
+    for (y, g) in ys.iter().zip(gs) {
+        let term = y
+            .to_dtype(DType::F32)
+            .and_then(|y| y.mul(g))
+            .and_then(|t| t.sum_all())
+            .expect("weighted sum");
+        loss = Some(match loss {
+            Some(l) => l.add(&term).expect("add"),
+            None => term,
+        });
+    }
+    loss.expect("at least one output")
+        .backward()
+        .expect("backward")
 }
 
 pub fn to_f64(v: &[f32]) -> Vec<f64> {
