@@ -37,12 +37,12 @@ pub fn sources() -> Vec<&'static Source> {
     vec![&SOURCE]
 }
 
-/// `invocations` of `kernel` over `n` outputs of rows `width` wide.
-fn launch(kernel: Kernel, invocations: usize, n: usize, width: usize) -> Launch {
+/// `kernel` over `n` outputs of rows `width` wide, `per_invocation` outputs per invocation.
+fn launch(kernel: Kernel, n: usize, width: usize, per_invocation: usize) -> Launch {
     Launch {
         kernel,
         constants: vec![],
-        workgroups: grid_for(invocations, 256),
+        workgroups: grid_for(n.div_ceil(per_invocation), 256),
         params: Params::new().size(n).size(width.max(1)).build(),
     }
 }
@@ -50,17 +50,17 @@ fn launch(kernel: Kernel, invocations: usize, n: usize, width: usize) -> Launch 
 /// `out[r, i] = silu(x[r, i]) * x[r, width + i]` for x (rows, 2 width) and `n` = rows * width
 /// outputs: buffers x, out.
 pub fn swiglu(n: usize, width: usize) -> Launch {
-    launch(SWIGLU, n, n, width)
+    launch(SWIGLU, n, width, 1)
 }
 
 /// [`swiglu`] written as f16 (round to nearest even, bit for bit as the f32 -> f16 cast of
 /// its f32 result): buffers x, out (ceil(n / 2) u32 words, two f16 each).
 pub fn swiglu_f16(n: usize, width: usize) -> Launch {
-    launch(SWIGLU_F16, n.div_ceil(2), n, width)
+    launch(SWIGLU_F16, n, width, 2)
 }
 
 /// The gradient of x (rows, 2 width), gate and up halves, from the output gradient g (rows,
 /// width), `n` = rows * width: buffers x, g, dx.
 pub fn swiglu_backward(n: usize, width: usize) -> Launch {
-    launch(SWIGLU_BWD, n, n, width)
+    launch(SWIGLU_BWD, n, width, 1)
 }

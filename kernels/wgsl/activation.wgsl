@@ -10,7 +10,7 @@
 //   swiglu_bwd  dx[r, i]     = g * b * s * (1 + a * (1 - s))                  bindings: 3 x, 4 g, 5 dx
 //               dx[r, w + i] = g * silu(a)
 //
-// f16_bits: f16_bits.wgsl (appended).
+// f16_word: f16_bits.wgsl (appended).
 
 struct Params {
     n: u32,
@@ -56,12 +56,11 @@ fn swiglu_f16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     let k = (wid.y * nwg.x + wid.x) * 256u + lid;
     let i = 2u * k;
     if (i >= p.n) { return; }
-    let lo = f16_bits(bitcast<u32>(swiglu_at(i)));
-    var hi = 0u;
+    var hi = 0.0; // the padding half of an odd count's last word
     if (i + 1u < p.n) {
-        hi = f16_bits(bitcast<u32>(swiglu_at(i + 1u)));
+        hi = swiglu_at(i + 1u);
     }
-    a_out16[k] = lo | (hi << 16u);
+    a_out16[k] = f16_word(swiglu_at(i), hi);
 }
 
 @compute @workgroup_size(256)

@@ -57,3 +57,8 @@ fn f32_bits(h: u32) -> u32 {
     let top = firstLeadingBit(man);
     return sign | ((top + 103u) << 23u) | ((man << (23u - top)) & 0x7fffffu);
 }
+
+// The f16 word holding `lo` in its low half and `hi` in its high half, each rounded from f32.
+fn f16_word(lo: f32, hi: f32) -> u32 {
+    return f16_bits(bitcast<u32>(lo)) | (f16_bits(bitcast<u32>(hi)) << 16u);
+}

@@ -17,7 +17,7 @@
 // pos is (T) shared by every batch row (pos_batch = 0) or (B, T) (pos_batch = T). One
 // invocation per pair, 256 per workgroup over a 2-D grid (wid.y * nwg.x + wid.x).
 // Bindings: 1 src, 2 pos (u32), 3 inv_freq (h), 4 dst (5 for heads_f16: u32 words).
-// sin_cos: rotary_math.wgsl, f16_bits: f16_bits.wgsl (both appended).
+// sin_cos: rotary_math.wgsl, f16_word: f16_bits.wgsl (both appended).
 
 struct Params {
     pairs: u32,
@@ -93,8 +93,8 @@ fn heads_f16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     let a = turn(qa, h_src[qa.fused], h_src[qa.fused + p.half]);
     let b = turn(qb, h_src[qb.fused], h_src[qb.fused + p.half]);
     let w = qa.heads / 2u;
-    h_dst16[w] = f16_bits(bitcast<u32>(a.x)) | (f16_bits(bitcast<u32>(b.x)) << 16u);
-    h_dst16[w + p.half / 2u] = f16_bits(bitcast<u32>(a.y)) | (f16_bits(bitcast<u32>(b.y)) << 16u);
+    h_dst16[w] = f16_word(a.x, b.x);
+    h_dst16[w + p.half / 2u] = f16_word(a.y, b.y);
 }
 
 @compute @workgroup_size(256)
@@ -103,14 +103,9 @@ fn heads_back(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     let e = (wid.y * nwg.x + wid.x) * 256u + lid;
     if (e >= p.pairs) { return; }
     let q = pair(e);
-    let g1 = h_src[q.heads];
-    let g2 = h_src[q.heads + p.half];
-    if (p.rotate == 0u) {
-        h_dst[q.fused] = g1;
-        h_dst[q.fused + p.half] = g2;
-        return;
-    }
-    // R(-a) g
-    h_dst[q.fused] = g1 * q.sc.y + g2 * q.sc.x;
-    h_dst[q.fused + p.half] = g2 * q.sc.y - g1 * q.sc.x;
+    // R(-a) g: the pair turned by the negated angle.
+    let back = Pair(q.heads, q.fused, vec2<f32>(-q.sc.x, q.sc.y));
+    let dx = turn(back, h_src[q.heads], h_src[q.heads + p.half]);
+    h_dst[q.fused] = dx.x;
+    h_dst[q.fused + p.half] = dx.y;
 }

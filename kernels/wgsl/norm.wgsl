@@ -15,7 +15,7 @@
 // rms_norm_dw: a workgroup owns `cols` neighbouring columns (a power of two <= 64) of one
 // chunk of rows; its 256 / cols lanes stride over the rows (loads contiguous along j), and
 // the lanes meet in a workgroup-memory tree. No atomics: with chunks > 1 the engine sums the
-// partials over the chunks in a second launch. f16_bits: f16_bits.wgsl (appended).
+// partials over the chunks in a second launch. f16_word: f16_bits.wgsl (appended).
 
 struct Params {
     rows: u32,
@@ -98,9 +98,9 @@ fn rms_norm_f16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let r = row_rstd(base, lid);
     for (var k = lid; k < p.len / 2u; k += WG) {
         let j = 2u * k;
-        let lo = f16_bits(bitcast<u32>(n_w[j] * (n_x[base + j] * r)));
-        let hi = f16_bits(bitcast<u32>(n_w[j + 1u] * (n_x[base + j + 1u] * r)));
-        n_y16[base / 2u + k] = lo | (hi << 16u);
+        let lo = n_w[j] * (n_x[base + j] * r);
+        let hi = n_w[j + 1u] * (n_x[base + j + 1u] * r);
+        n_y16[base / 2u + k] = f16_word(lo, hi);
     }
     if (lid == 0u) {
         n_rstd[row] = r;

@@ -158,22 +158,14 @@ fn values_under_hf_names_survive_another_layout() {
     let b = Model::new(&config, &Weights::from_dir(&narrow, &dir).unwrap(), false).unwrap();
     let names = |m: &Model| -> Vec<String> { m.parameters().into_iter().map(|p| p.0).collect() };
     let (na, nb) = (names(&a), names(&b));
-    assert!(
-        na.iter().any(|n| n.ends_with("mlp.gate_up_proj.weight")),
-        "{na:?}"
-    );
-    assert!(
-        nb.iter().any(|n| n.ends_with("mlp.gate_proj.weight")),
-        "{nb:?}"
-    );
-    assert!(
-        nb.iter().any(|n| n.ends_with("self_attn.qkv_proj.weight")),
-        "{nb:?}"
-    );
-    assert!(
-        nb.iter().any(|n| n.contains("embed_tokens.weight#1")),
-        "{nb:?}"
-    );
+    for (names, name) in [
+        (&na, "mlp.gate_up_proj.weight"),
+        (&nb, "mlp.gate_proj.weight"),
+        (&nb, "self_attn.qkv_proj.weight"),
+        (&nb, "embed_tokens.weight#1"),
+    ] {
+        assert!(names.iter().any(|n| n.ends_with(name)), "{name}: {names:?}");
+    }
     // The same checkpoint, the same logits (every product computes the same sums).
     let ids: Vec<u32> = (0..16).map(|i| (i * 37 + 5) % 256).collect();
     let la = a.forward(&ids, 2, 8).unwrap().to_vec().unwrap();
