@@ -77,23 +77,28 @@ fn save_checkpoint(
     // chunks joined, as the weights are), so a checkpoint resumes whatever chunking or
     // stacking the next device chooses.
     let mut param_steps = serde_json::Map::new();
+    for p in model.parameter_layout() {
+        let Some(st) = adam.state(&p.tensor) else {
+            continue;
+        };
+        for h in &p.hf {
+            // Chunks of one vocabulary matrix share its name: their steps must agree.
+            let prev = param_steps.insert(h.name.clone(), json!(st.step));
+            if prev.is_some_and(|v| v != json!(st.step)) {
+                anyhow::bail!(
+                    "`{}`: its chunks were updated different numbers of times",
+                    h.name
+                );
+            }
+        }
+    }
     let mut moments = Vec::new();
     for (prefix, pick) in [("m.", 0), ("v.", 1)] {
         let tensors = model.to_hf(|p| {
-            let Some(st) = adam.state(&p.tensor) else {
-                return Ok(None);
-            };
-            for h in &p.hf {
-                // Chunks of one vocabulary matrix share its name: their steps must agree.
-                let prev = param_steps.insert(h.name.clone(), json!(st.step));
-                if prev.is_some_and(|v| v != json!(st.step)) {
-                    return Err(models::Error::Layout(format!(
-                        "`{}`: its chunks were updated different numbers of times",
-                        h.name
-                    )));
-                }
-            }
-            Ok(Some(if pick == 0 { &st.m } else { &st.v }.to_vec()?))
+            let st = adam.state(&p.tensor);
+            Ok(st
+                .map(|st| if pick == 0 { &st.m } else { &st.v }.to_vec())
+                .transpose()?)
         })?;
         moments.extend(
             tensors
