@@ -4,7 +4,7 @@
 //! its rule has run, and each intermediate gradient is freed once passed on.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::error::{Error, Result};
 use crate::tensor::{Tensor, TensorId};
@@ -107,6 +107,19 @@ pub fn clear_tape() {
     drop(nodes);
 }
 
+/// `acc + g`: written into `acc` itself when no other handle shares its storage (a gradient
+/// passed on by `add`'s backward rule, say, is shared with the other operand's), else a new
+/// tensor. In place, a sum of gradients needs no third buffer: accumulating a micro-batch's
+/// parameter gradients as they arrive holds one set of them, not two.
+fn sum_into(acc: Tensor, g: &Tensor) -> Result<Tensor> {
+    if acc.is_sole_owner() && !acc.is_tracked() && acc.shape() == g.shape() {
+        acc.add_assign(g)?;
+        Ok(acc)
+    } else {
+        acc.add(g)
+    }
+}
+
 /// Gradients of variables, by tensor id.
 #[derive(Default, Debug)]
 pub struct Gradients(HashMap<TensorId, Tensor>);
@@ -128,10 +141,11 @@ impl Gradients {
         self.0.iter()
     }
 
-    /// Add `grad` to the gradient held for `id` (gradient accumulation).
+    /// Add `grad` to the gradient held for `id` (gradient accumulation), in place where
+    /// nothing else shares the held one.
     fn add(&mut self, id: TensorId, grad: Tensor) -> Result<()> {
         let sum = match self.0.remove(&id) {
-            Some(prev) => prev.add(&grad)?,
+            Some(prev) => sum_into(prev, &grad)?,
             None => grad,
         };
         self.0.insert(id, sum);
@@ -188,23 +202,32 @@ impl Tensor {
             )));
         }
         let nodes = TAPE.with(|t| std::mem::take(&mut *t.borrow_mut()));
+        // Tensors some node made; every other input is a leaf (a variable), whose gradients
+        // go into `grads` as they arrive, so that each is added (in place) and freed at once.
+        let made: HashSet<TensorId> = nodes
+            .iter()
+            .flat_map(|n| n.outputs.iter().copied())
+            .collect();
         no_grad(|| {
             // Intermediate gradients live here until their producer's node consumes them.
             let mut pending: HashMap<TensorId, Tensor> = HashMap::new();
             pending.insert(self.id(), seed()?);
-            let mut var_grads = Gradients::default();
             for node in nodes.into_iter().rev() {
-                let grads: Vec<Option<Tensor>> =
+                let out_grads: Vec<Option<Tensor>> =
                     node.outputs.iter().map(|o| pending.remove(o)).collect();
-                if grads.iter().all(Option::is_none) {
+                if out_grads.iter().all(Option::is_none) {
                     continue; // not on the path to this tensor; dropping frees its saved tensors
                 }
                 let (name, in_grads) = match &node.rule {
                     Rule::One(r) => {
-                        let g = grads.into_iter().flatten().next().expect("one gradient");
+                        let g = out_grads
+                            .into_iter()
+                            .flatten()
+                            .next()
+                            .expect("one gradient");
                         (r.name(), r.backward(&g)?)
                     }
-                    Rule::Many(r) => (r.name(), r.backward(&grads)?),
+                    Rule::Many(r) => (r.name(), r.backward(&out_grads)?),
                 };
                 if in_grads.len() != node.inputs.len() {
                     return Err(Error::Backward(format!(
@@ -215,22 +238,23 @@ impl Tensor {
                 }
                 for (id, g) in node.inputs.iter().zip(in_grads) {
                     if let (Some(id), Some(g)) = (id, g) {
+                        if !made.contains(id) {
+                            grads.add(*id, g)?;
+                            continue;
+                        }
                         let sum = match pending.remove(id) {
-                            Some(prev) => prev.add(&g)?,
+                            Some(prev) => sum_into(prev, &g)?,
                             None => g,
                         };
                         pending.insert(*id, sum);
                     }
                 }
             }
-            // What is left are leaves: the variables (and the seed, if it was one).
-            for (id, g) in pending {
-                var_grads.0.insert(id, g);
-            }
+            // What is left is the seed, when this tensor is itself a leaf.
             if self.is_var() {
-                var_grads.0.insert(self.id(), seed()?);
+                grads.add(self.id(), seed()?)?;
             }
-            grads.accumulate(var_grads)
+            Ok(())
         })
     }
 }

@@ -252,6 +252,12 @@ impl Tensor {
         &self.0.storage
     }
 
+    /// No other handle (clone, view or reshape) shares this tensor's storage, so writing it
+    /// in place changes nothing anyone else can see.
+    pub(crate) fn is_sole_owner(&self) -> bool {
+        Arc::strong_count(&self.0) == 1 && Arc::strong_count(&self.0.storage) == 1
+    }
+
     /// How many times an op has written this tensor's storage in place since it was made
     /// (optimizer steps, for a parameter): copies made from it are stale once it moves on.
     pub fn version(&self) -> u64 {
@@ -361,8 +367,9 @@ impl Tensor {
     }
 }
 
-/// Whether an op on `inputs` records onto the tape.
-fn needs_tape(inputs: &[&Tensor]) -> bool {
+/// Whether an op on `inputs` records onto the tape: recording is on and some input carries
+/// gradients.
+pub(crate) fn needs_tape(inputs: &[&Tensor]) -> bool {
     autograd::is_grad_enabled() && inputs.iter().any(|t| t.0.tracked)
 }
 

@@ -1,5 +1,6 @@
-//! Launchers for `wgsl/elementwise.wgsl`: binary ops with broadcasting, unary ops, fill, and
-//! the sum over broadcast dimensions that the backward of a broadcast needs.
+//! Launchers for `wgsl/elementwise.wgsl`: binary ops with broadcasting, unary ops, fill, the
+//! sum over broadcast dimensions that the backward of a broadcast needs, and an in-place add
+//! (gradient accumulation).
 
 use crate::{grid_for, Kernel, Launch, Needs, Params, Source};
 
@@ -32,6 +33,11 @@ const SUM_TO: Kernel = Kernel {
     source: &SOURCE,
     entry: "sum_to",
     bindings: &[7, 8],
+};
+const ACCUMULATE: Kernel = Kernel {
+    source: &SOURCE,
+    entry: "accumulate",
+    bindings: &[9, 10],
 };
 
 /// Most dimensions a broadcast may have after collapsing.
@@ -222,6 +228,16 @@ pub fn fill(n: usize, value: f32) -> Launch {
         constants: vec![],
         workgroups: grid_for(n, 256),
         params: params(n, &[], &[], &[], value, 0.0),
+    }
+}
+
+/// `acc[i] += a[i]` in place over `n` elements (bindings: acc, then a).
+pub fn accumulate(n: usize) -> Launch {
+    Launch {
+        kernel: ACCUMULATE,
+        constants: vec![],
+        workgroups: grid_for(n, 256),
+        params: params(n, &[], &[], &[], 0.0, 0.0),
     }
 }
 

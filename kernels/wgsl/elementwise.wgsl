@@ -5,6 +5,7 @@
 //   unary   out[i] = F(a[i]; alpha, beta)             bindings: 4 a, 5 out
 //   fill    out[i] = alpha                            bindings: 6 out
 //   sum_to  out[o] = sum of a over the broadcast dims bindings: 7 a, 8 out
+//   accumulate  acc[i] += a[i], in place             bindings: 9 acc, 10 a
 //
 // Shapes arrive collapsed (at most 8 dims, innermost last); strides are in elements and 0
 // along a broadcast dimension. For sum_to, `dims` is the input shape, `sa` the input strides,
@@ -30,6 +31,8 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> fill_out: array<f32>;
 @group(0) @binding(7) var<storage, read> red_a: array<f32>;
 @group(0) @binding(8) var<storage, read_write> red_out: array<f32>;
+@group(0) @binding(9) var<storage, read_write> acc_out: array<f32>;
+@group(0) @binding(10) var<storage, read> acc_a: array<f32>;
 
 // Binary op: 0 add, 1 sub, 2 mul, 3 div, 4 max, 5 min.
 override BINARY_OP: u32 = 0u;
@@ -107,6 +110,14 @@ fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let i = linear_id(wid, nwg, lid);
     if (i >= p.n) { return; }
     fill_out[i] = p.alpha;
+}
+
+@compute @workgroup_size(256)
+fn accumulate(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let i = linear_id(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    acc_out[i] = acc_out[i] + acc_a[i];
 }
 
 // One invocation per output element; it walks the summed-over dims of the input.

@@ -41,6 +41,31 @@ fn unary(op: &'static str, kind: UnaryOp, a: &Tensor) -> Result<Tensor> {
 }
 
 impl Tensor {
+    /// `self += rhs` in place (f32, same shapes), not recorded on the tape: gradient
+    /// accumulation. Refused on a tensor the tape tracks, whose value a backward rule may
+    /// have saved.
+    pub fn add_assign(&self, rhs: &Tensor) -> Result<()> {
+        const OP: &str = "add_assign";
+        self.expect_dtype(OP, DType::F32)?;
+        rhs.expect_dtype(OP, DType::F32)?;
+        if self.shape() != rhs.shape() {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                lhs: self.shape().to_vec(),
+                rhs: rhs.shape().to_vec(),
+            });
+        }
+        if self.is_tracked() {
+            return Err(Error::Backward(format!(
+                "{OP}: tensor {:?} is on the tape; an in-place write would change what its \
+                 backward rules saved",
+                self.id()
+            )));
+        }
+        self.mark_written();
+        run(OP, &k::accumulate(self.elem_count()), &[self, rhs])
+    }
+
     pub fn add(&self, rhs: &Tensor) -> Result<Tensor> {
         let out = binary("add", BinaryOp::Add, self, rhs)?;
         let (sa, sb) = (self.shape().to_vec(), rhs.shape().to_vec());
