@@ -514,24 +514,32 @@ impl DecoderLayer {
         })?)
     }
 
+    /// The layer's linear maps, in HF's order, with the module each is in.
+    fn linears(&self) -> [(&'static str, &Linear); 4] {
+        [
+            ("self_attn", &self.self_attn.qkv),
+            ("self_attn", &self.self_attn.o_proj),
+            ("mlp", &self.mlp.gate_up),
+            ("mlp", &self.mlp.down_proj),
+        ]
+    }
+
     /// The layer's weights under their names within the layer (HF's, or a stack's).
     fn named(&self) -> Vec<Param> {
-        let within = |scope: &'static str, params: Vec<Param>| {
-            params.into_iter().map(move |p| p.within(scope))
+        let [qkv, o, gate_up, down] = self.linears();
+        let named = |(scope, lin): (&'static str, &Linear)| {
+            lin.named().into_iter().map(move |p| p.within(scope))
         };
-        let a = &self.self_attn;
         let mut out = vec![Param::single(
             "input_layernorm.weight",
             &self.input_layernorm,
         )];
-        out.extend(within("self_attn", a.qkv.named()));
-        out.extend(within("self_attn", a.o_proj.named()));
+        out.extend(named(qkv).chain(named(o)));
         out.push(Param::single(
             "post_attention_layernorm.weight",
             &self.post_attention_layernorm,
         ));
-        out.extend(within("mlp", self.mlp.gate_up.named()));
-        out.extend(within("mlp", self.mlp.down_proj.named()));
+        out.extend(named(gate_up).chain(named(down)));
         out
     }
 }
@@ -810,15 +818,8 @@ impl Model {
         for m in vocab.into_iter().flatten() {
             m.casts.iter().for_each(CastCache::clear);
         }
-        for l in &self.layers {
-            for lin in [
-                &l.self_attn.qkv,
-                &l.self_attn.o_proj,
-                &l.mlp.gate_up,
-                &l.mlp.down_proj,
-            ] {
-                lin.casts.iter().for_each(CastCache::clear);
-            }
+        for (_, lin) in self.layers.iter().flat_map(DecoderLayer::linears) {
+            lin.casts.iter().for_each(CastCache::clear);
         }
     }
 

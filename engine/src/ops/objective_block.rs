@@ -113,7 +113,7 @@ pub(crate) fn backward(
                 )?;
             }
             if need[0] {
-                // dx (n, d) += dz (n, len) W[block] (len, d).
+                // dx (n, d) += dz (n, len) W[block] (len, d), summed in place.
                 let part = Tensor::uninit(dev, op, &[n, d], DType::F32)?;
                 product_at(
                     op,
@@ -124,10 +124,10 @@ pub(crate) fn backward(
                     false,
                     false,
                 )?;
-                dx = Some(match dx {
-                    None => part,
-                    Some(acc) => acc.add(&part)?,
-                });
+                match &dx {
+                    None => dx = Some(part),
+                    Some(acc) => acc.add_assign(&part)?,
+                }
             }
         }
     }
