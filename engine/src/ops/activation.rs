@@ -1,5 +1,5 @@
 //! SwiGLU on the fused gate and up projections: x (.., 2w) -> silu(x[.., :w]) * x[.., w:],
-//! forward and backward one kernel each.
+//! forward and backward one kernel each (an f16 forward keeps x as f16 for the backward).
 
 use kernels::activation as k;
 
@@ -7,7 +7,7 @@ use crate::autograd::Backward;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::ops::run;
-use crate::tensor::Tensor;
+use crate::tensor::{needs_tape, Tensor};
 
 /// `silu(gate) * up` for x (.., 2w) whose last dimension holds the gate then the up values
 /// (the output of one product with the gate and up weights stacked), giving (.., w);
@@ -18,7 +18,11 @@ pub fn swiglu(x: &Tensor) -> Result<Tensor> {
 
 /// [`swiglu`] with its result stored as `dtype`: f32, or f16 rounded as `to_dtype` rounds
 /// (bit for bit), so that an f16 product can read it without a cast pass. The gradient is
-/// f32 either way.
+/// f32 either way. With an f16 result the backward keeps x as f16 too (written by the same
+/// pass): the [gate | up] product is a layer's largest activation (at Qwen2.5-1.5B, 35,840
+/// bytes a token as f32), and its gradient then follows the f16-rounded x, a rounding the f16
+/// path makes anyway when it casts that gradient for the next product. Values past f16's
+/// range in x would overflow the f16 result first.
 pub fn swiglu_as(x: &Tensor, dtype: DType) -> Result<Tensor> {
     let op = "swiglu";
     x.expect_dtype(op, DType::F32)?;
@@ -35,9 +39,26 @@ pub fn swiglu_as(x: &Tensor, dtype: DType) -> Result<Tensor> {
     shape.push(width);
     let out = Tensor::uninit(x.device(), op, &shape, dtype)?;
     let n = out.elem_count();
-    let launch = match dtype {
-        DType::F32 => k::swiglu(n, width),
-        DType::F16 => k::swiglu_f16(n, width),
+    let record = needs_tape(&[x]);
+    // What the backward reads: x itself, or its f16 copy written beside an f16 result.
+    let saved = match dtype {
+        DType::F16 if record => {
+            let x16 = Tensor::uninit(x.device(), op, x.shape(), DType::F16)?;
+            if n > 0 {
+                run(op, &k::swiglu_f16_keep(n, width), &[x, &out, &x16])?;
+            }
+            x16
+        }
+        DType::F32 | DType::F16 => {
+            let launch = match dtype {
+                DType::F32 => k::swiglu(n, width),
+                _ => k::swiglu_f16(n, width),
+            };
+            if n > 0 {
+                run(op, &launch, &[x, &out])?;
+            }
+            x.detach()
+        }
         DType::U32 => {
             return Err(Error::DTypeMismatch {
                 op,
@@ -46,10 +67,6 @@ pub fn swiglu_as(x: &Tensor, dtype: DType) -> Result<Tensor> {
             })
         }
     };
-    if n > 0 {
-        run(op, &launch, &[x, &out])?;
-    }
-    let saved = x.detach();
     Ok(out.recorded(&[x], || SwigluBackward { x: saved, width }))
 }
 
@@ -64,6 +81,7 @@ impl Tensor {
 ///   d silu/da = s + a s (1 - s) = s (1 + a (1 - s))
 ///   d a = g b s (1 + a (1 - s)),   d b = g silu(a)     (one kernel, into one [da | db] tensor)
 struct SwigluBackward {
+    /// The forward's x, f32, or its f16 copy.
     x: Tensor,
     width: usize,
 }
@@ -77,8 +95,12 @@ impl Backward for SwigluBackward {
         let g = g.to_dtype(DType::F32)?;
         let dx = Tensor::uninit(g.device(), op, self.x.shape(), DType::F32)?;
         let n = g.elem_count();
+        let launch = match self.x.dtype() {
+            DType::F16 => k::swiglu_backward_f16(n, self.width),
+            _ => k::swiglu_backward(n, self.width),
+        };
         if n > 0 {
-            run(op, &k::swiglu_backward(n, self.width), &[&self.x, &g, &dx])?;
+            run(op, &launch, &[&self.x, &g, &dx])?;
         }
         Ok(vec![Some(dx)])
     }
