@@ -31,48 +31,13 @@ use anyhow::{anyhow, bail, Context, Result};
 use benches::decoder_ref::{self, HostWeights};
 use benches::profile::{add_profile, profiled};
 use benches::reference as cpu;
+use benches::step::{config, random_batch, Trainer};
 use engine::ops::objective::{lm_head_log_probs, lm_head_objective, Objective};
-use engine::ops::optim::AdamW;
-use engine::{no_grad, Counters, Device, Gradients, Tensor};
+use engine::{no_grad, Counters, Device, Tensor};
 use models::{AttentionPath, Compute, Config, Model, Precision, Weights};
 use serde_json::{json, Map, Value};
 use trainer::batch::{MicroBatch, SplitMix};
-use trainer::data::Example;
-use trainer::guard::{update, Update};
 use trainer::profile::round;
-use trainer::scaler::LossScaler;
-
-/// The real configs (HF config.json of Qwen/Qwen2.5-0.5B and Qwen/Qwen2.5-1.5B; both tie the
-/// LM head to the embedding: 494M and 1.54B parameters), and a tiny one for CPU adapters.
-const QWEN25_05B: &str = r#"{"model_type": "qwen2", "hidden_size": 896,
-    "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
-    "num_key_value_heads": 2, "rms_norm_eps": 1e-6, "vocab_size": 151936,
-    "tie_word_embeddings": true, "rope_theta": 1000000.0, "max_position_embeddings": 32768,
-    "hidden_act": "silu", "use_sliding_window": false, "bos_token_id": 151643,
-    "eos_token_id": 151643}"#;
-const QWEN25_15B: &str = r#"{"model_type": "qwen2", "hidden_size": 1536,
-    "intermediate_size": 8960, "num_hidden_layers": 28, "num_attention_heads": 12,
-    "num_key_value_heads": 2, "rms_norm_eps": 1e-6, "vocab_size": 151936,
-    "tie_word_embeddings": true, "rope_theta": 1000000.0, "max_position_embeddings": 131072,
-    "hidden_act": "silu", "use_sliding_window": false, "bos_token_id": 151643,
-    "eos_token_id": 151643}"#;
-const TINY: &str = r#"{"model_type": "qwen2", "hidden_size": 64, "intermediate_size": 128,
-    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-    "rms_norm_eps": 1e-6, "vocab_size": 512, "tie_word_embeddings": true,
-    "rope_theta": 1000000.0, "max_position_embeddings": 4096, "hidden_act": "silu"}"#;
-
-fn config(name: &str) -> Result<Config> {
-    let text = match name {
-        "qwen2.5-0.5b" => QWEN25_05B,
-        "qwen2.5-1.5b" => QWEN25_15B,
-        "tiny" => TINY,
-        other => bail!("--model {other:?}: expected qwen2.5-0.5b, qwen2.5-1.5b or tiny"),
-    };
-    Ok(Config::from_json(
-        text,
-        std::path::Path::new(&format!("{name}/config.json")),
-    )?)
-}
 
 /// The check's model: tiny, untied or tied as the benchmarked one, vocabulary not a
 /// multiple of 64 (edge tiles of the objective).
@@ -84,110 +49,6 @@ fn check_config(tie: bool) -> Result<Config> {
 }
 
 // ---------------------------------------------------------------- the work measured
-
-/// `batch` sequences of `seq` random token ids, every token a loss token, as the trainer
-/// batches them (targets = next token, the last position masked).
-fn random_batch(vocab: usize, batch: usize, seq: usize, seed: u64) -> MicroBatch {
-    let mut rng = SplitMix(seed);
-    let examples: Vec<Example> = (0..batch)
-        .map(|_| Example {
-            ids: (0..seq).map(|_| rng.below(vocab as u64) as u32).collect(),
-            loss: vec![true; seq],
-        })
-        .collect();
-    let refs: Vec<&Example> = examples.iter().collect();
-    MicroBatch::new(&refs, 0)
-}
-
-/// What one training step reports (as a line of the trainer's metrics.jsonl would).
-struct StepOut {
-    loss: f64,
-    mean_p: f64,
-    grad_norm: f64,
-    loss_scale: f32,
-    /// f16 gradients overflowed: the step was skipped and the scale halved.
-    overflow: bool,
-    log_p: Vec<f32>,
-}
-
-/// The optimizer state of a run of `train.rs`.
-struct Trainer<'a> {
-    model: &'a Model,
-    params: Vec<Tensor>,
-    adam: AdamW,
-    scaler: LossScaler,
-}
-
-impl<'a> Trainer<'a> {
-    /// `trainer train`'s defaults: betas 0.9/0.95, eps 1e-8, weight decay 0.01, loss scaling
-    /// (from 2^16) in f16.
-    fn new(model: &'a Model, lr: f32) -> Self {
-        let mut adam = AdamW::new(lr);
-        adam.beta1 = 0.9;
-        adam.beta2 = 0.95;
-        adam.eps = 1e-8;
-        adam.weight_decay = 0.01;
-        Trainer {
-            model,
-            params: model.parameters().into_iter().map(|(_, t)| t).collect(),
-            adam,
-            scaler: LossScaler::new(model.compute().precision == Precision::F16),
-        }
-    }
-
-    /// One optimizer step on one micro-batch, as `train::run_steps` does it.
-    fn step(&mut self, mb: &MicroBatch, objective: &Objective) -> Result<StepOut> {
-        let (model, dev) = (self.model, self.model.device());
-        let n = mb.batch * mb.seq_len;
-        let hidden = model
-            .hidden_states(&mb.ids, mb.batch, mb.seq_len)?
-            .reshape(&[n, model.config.hidden_size])?;
-        let targets = Tensor::from_u32_slice(dev, &mb.targets, &[n])?;
-        let mask = Tensor::from_slice(dev, &mb.mask, &[n])?;
-        let (x, chunks) = model.lm_head_operands(&hidden)?;
-        let out = lm_head_objective(&x, &chunks, &targets, &mask, objective, None)?;
-        let mut grads = Gradients::default();
-        out.loss
-            .scale(self.scaler.scale())?
-            .backward_into(&mut grads)?;
-        let loss = out.loss.to_scalar()? as f64;
-        let log_p = out.log_p.to_vec()?;
-        let (mut p_sum, mut p_count) = (0.0f64, 0usize);
-        for (lp, &m) in log_p.iter().zip(&mb.mask) {
-            if m > 0.0 {
-                p_sum += (*lp as f64).exp();
-                p_count += 1;
-            }
-        }
-        let loss_scale = self.scaler.scale();
-        self.adam.inv_loss_scale = 1.0 / loss_scale;
-        model.release_casts();
-        let (grad_norm, overflow) =
-            match update(&mut self.adam, &self.params, &grads, Some(1.0), loss)? {
-                Update::Applied { grad_norm } => {
-                    self.scaler.update(true);
-                    (grad_norm, false)
-                }
-                Update::Skipped { grad_norm }
-                    if self.scaler.enabled() && loss.is_finite() && loss_scale > 1.0 =>
-                {
-                    self.scaler.update(false);
-                    (grad_norm, true)
-                }
-                Update::Skipped { grad_norm } => {
-                    bail!("step skipped: loss {loss}, gradient norm {grad_norm} (not finite)")
-                }
-            };
-        Ok(StepOut {
-            loss,
-            mean_p: p_sum / p_count.max(1) as f64,
-            grad_norm,
-            loss_scale,
-            overflow,
-            log_p,
-        })
-    }
-}
 
 /// log p of every target under `model`, as `diagnose::token_probs` computes it.
 fn diagnose_log_p(model: &Model, mb: &MicroBatch) -> Result<Vec<f32>> {
