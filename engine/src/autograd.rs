@@ -172,7 +172,10 @@ impl Tensor {
         Ok(grads)
     }
 
-    /// Like [`Tensor::backward`], adding into `grads` (gradient accumulation).
+    /// Like [`Tensor::backward`], adding into `grads` (gradient accumulation): each
+    /// variable's gradient is added (in place where nothing else shares the held one) as soon
+    /// as backward makes it, so after an error partway `grads` holds part of this backward's
+    /// gradients and should be dropped.
     pub fn backward_into(&self, grads: &mut Gradients) -> Result<()> {
         self.backward_seeded(None, grads)
     }
