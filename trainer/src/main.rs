@@ -89,6 +89,14 @@ struct TrainArgs {
     /// mean p at the end (a last line in metrics.jsonl).
     #[arg(long, default_value_t = 0.0)]
     eval_fraction: f64,
+    /// Held-out examples from a file of their own (JSONL or Parquet, read like --data),
+    /// reported as --eval-fraction's are (instead of it).
+    #[arg(long, value_name = "FILE")]
+    eval_data: Option<PathBuf>,
+    /// Also report the held-out examples' NLL and mean p every N steps (a metrics.jsonl line
+    /// with `eval_nll` after that step's).
+    #[arg(long, value_name = "N")]
+    eval_every: Option<usize>,
     /// A step whose loss or gradient norm is NaN or infinite is skipped (weights and
     /// optimizer state untouched); this many in a row stop the run, after saving the state
     /// of the last good step as OUTPUT/checkpoint-STEP, with a non-zero exit.
@@ -168,7 +176,8 @@ enum ShapeArg {
 /// How the data file is read (shared by training, diagnose and eval).
 #[derive(Args)]
 struct DataArgs {
-    /// JSONL file: {"prompt", "response"}, {"messages": [...]} or {"text"} records.
+    /// JSONL or Parquet (.parquet) file: {"prompt", "response"}, {"messages": [...]} or
+    /// {"text"} records.
     #[arg(long)]
     data: PathBuf,
     /// Record shape; auto decides per record from its fields.
@@ -403,8 +412,20 @@ fn run_training(args: &TrainArgs) -> Result<()> {
     if !(args.loss_scale.is_finite() && args.loss_scale >= 1.0) {
         return Err(anyhow!("--loss-scale must be a number >= 1"));
     }
-    if args.save_every == Some(0) || args.max_bad_steps == 0 {
-        return Err(anyhow!("--save-every and --max-bad-steps must be positive"));
+    if args.save_every == Some(0) || args.max_bad_steps == 0 || args.eval_every == Some(0) {
+        return Err(anyhow!(
+            "--save-every, --max-bad-steps and --eval-every must be positive"
+        ));
+    }
+    if args.eval_data.is_some() && args.eval_fraction > 0.0 {
+        return Err(anyhow!(
+            "--eval-data and --eval-fraction both choose the held-out examples: give one"
+        ));
+    }
+    if args.eval_every.is_some() && args.eval_data.is_none() && args.eval_fraction == 0.0 {
+        return Err(anyhow!(
+            "--eval-every needs held-out examples: --eval-data FILE or --eval-fraction F"
+        ));
     }
     // Resuming loads the checkpoint's weights (an HF folder like any other).
     let source = match &args.resume {
@@ -413,6 +434,14 @@ fn run_training(args: &TrainArgs) -> Result<()> {
     };
     let (dir, model, tok) = load_model_for(&source, true)?;
     let ds = data::load(&data.data, &tok, &data.options())?;
+    let eval_set = match &args.eval_data {
+        Some(path) => Some(std::sync::Arc::new(data::load(
+            path,
+            &tok,
+            &data.options(),
+        )?)),
+        None => None,
+    };
     let pad = tok.eos_token_id().unwrap_or(0);
     let alpha = match fixed_alpha {
         Some(a) => a,
@@ -447,6 +476,8 @@ fn run_training(args: &TrainArgs) -> Result<()> {
         save_every: args.save_every,
         resume: args.resume.clone(),
         eval_fraction: args.eval_fraction,
+        eval_set,
+        eval_every: args.eval_every,
         compute: models::Compute {
             precision: args.precision.resolve(model.device()),
             recompute: args.recompute,

@@ -7,6 +7,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use engine::ops::objective::{lm_head_objective, Objective};
@@ -48,6 +49,10 @@ pub struct TrainOptions {
     pub resume: Option<PathBuf>,
     /// Fraction of the examples held out (chosen by seed) and evaluated at the end.
     pub eval_fraction: f64,
+    /// Held-out examples from a file of their own (instead of a fraction of `ds`).
+    pub eval_set: Option<Arc<Dataset>>,
+    /// Evaluate the held-out examples every this many steps too.
+    pub eval_every: Option<usize>,
     /// Precision of the linear layers and layer recomputation; f16 turns on loss scaling.
     pub compute: models::Compute,
     /// The f16 loss scale to start from.
@@ -354,6 +359,13 @@ fn run_steps(
     let params: Vec<Tensor> = model.parameters().into_iter().map(|(_, t)| t).collect();
     let (train_idx, eval_idx) =
         crate::batch::split(ds.examples.len(), opts.eval_fraction, opts.seed);
+    let held_out = (!eval_idx.is_empty()).then(|| Dataset {
+        path: ds.path.clone(),
+        examples: eval_idx.iter().map(|&i| ds.examples[i].clone()).collect(),
+        truncated: 0,
+        dropped: 0,
+    });
+    let held = opts.eval_set.as_deref().or(held_out.as_ref());
     let steps: Vec<Vec<usize>> = plan_steps(train_idx.len(), opts)
         .into_iter()
         .map(|b| b.into_iter().map(|i| train_idx[i]).collect())
@@ -482,6 +494,11 @@ fn run_steps(
         writeln!(metrics_file, "{line}")?;
         on_step(&m, total);
         history.push(m);
+        let due = opts.eval_every.is_some_and(|k| (step + 1) % k == 0);
+        if let (Some(held), true) = (held, due && step + 1 < total) {
+            let line = evaluate(model, held, opts, pad_id, step + 1)?;
+            writeln!(metrics_file, "{line}")?;
+        }
         if opts
             .save_every
             .is_some_and(|k| (step + 1) % k == 0 && step + 1 < total)
@@ -516,27 +533,41 @@ fn run_steps(
         opts.output.join("training.svg"),
         crate::plot::training_svg(&history),
     )?;
-    if !eval_idx.is_empty() {
-        // Held-out examples: NLL and mean p of their loss tokens under the trained model.
-        let held = Dataset {
-            path: ds.path.clone(),
-            examples: eval_idx.iter().map(|&i| ds.examples[i].clone()).collect(),
-            truncated: 0,
-            dropped: 0,
-        };
-        let probs: Vec<f64> =
-            crate::diagnose::token_probs(model, &held, opts.micro_batch_tokens, pad_id)?
-                .into_iter()
-                .flatten()
-                .collect();
-        let n = probs.len().max(1) as f64;
-        let line = json!({
-            "eval_examples": held.examples.len(),
-            "eval_tokens": probs.len(),
-            "eval_nll": probs.iter().map(|p| -p.ln()).sum::<f64>() / n,
-            "eval_mean_p": probs.iter().sum::<f64>() / n,
-        });
+    if let Some(held) = held {
+        let line = evaluate(model, held, opts, pad_id, total)?;
         writeln!(metrics_file, "{line}")?;
     }
     Ok(history)
+}
+
+/// The metrics line of the held-out examples after `step`: NLL and mean p of their loss
+/// tokens under the model as it is (the diagnostic's forward, no tape).
+fn evaluate(
+    model: &Model,
+    held: &Dataset,
+    opts: &TrainOptions,
+    pad_id: u32,
+    step: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let probs: Vec<f64> =
+        crate::diagnose::token_probs(model, held, opts.micro_batch_tokens, pad_id)?
+            .into_iter()
+            .flatten()
+            .collect();
+    let n = probs.len().max(1) as f64;
+    let (nll, mean_p) = (
+        probs.iter().map(|p| -p.ln()).sum::<f64>() / n,
+        probs.iter().sum::<f64>() / n,
+    );
+    eprintln!(
+        "eval after step {step}: {} examples, nll {nll:.4}, mean p {mean_p:.4}",
+        held.examples.len()
+    );
+    Ok(json!({
+        "step": step,
+        "eval_examples": held.examples.len(),
+        "eval_tokens": probs.len(),
+        "eval_nll": nll,
+        "eval_mean_p": mean_p,
+    }))
 }

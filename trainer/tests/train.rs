@@ -275,6 +275,115 @@ fn resumed_run_continues_exactly() {
 }
 
 #[test]
+fn a_held_out_file_is_evaluated_every_n_steps_as_diagnose_scores_it() {
+    let held = tempfile::Builder::new().suffix(".jsonl").tempfile().unwrap();
+    std::fs::write(
+        held.path(),
+        concat!(
+            r#"{"prompt": "What is 6 + 1?", "response": "6 + 1 = 7. The answer is 7."}"#,
+            "\n",
+            r#"{"messages": [{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "Blue."}]}"#,
+            "\n",
+            r#"{"prompt": "Spell cat.", "response": "c-a-t"}"#,
+            "\n",
+            r#"{"text": "A short plain text."}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let eval_arg = held.path().to_str().unwrap();
+    let (_tmp, model_dir, out) = train_tiny(&[
+        "--steps",
+        "4",
+        "--batch-size",
+        "2",
+        "--lr",
+        "1e-2",
+        "--eval-data",
+        eval_arg,
+        "--eval-every",
+        "2",
+        "--save-every",
+        "2",
+    ]);
+    let m = metrics(&out);
+    let evals: Vec<&serde_json::Value> = m.iter().filter(|l| l.get("eval_nll").is_some()).collect();
+    // After step 2, and after the last step (once, not twice).
+    let at: Vec<u64> = evals.iter().map(|e| e["step"].as_u64().unwrap()).collect();
+    assert_eq!(at, [2, 4], "{m:?}");
+    assert_eq!(m.len(), 6, "four steps and two evaluations");
+    assert_eq!(evals[0]["eval_examples"], 4);
+    // The same numbers as `trainer diagnose` gives the checkpoint of that step on that file.
+    let ckpt = out.join("checkpoint-2");
+    let diag = trainer(&[
+        "diagnose",
+        "--model",
+        ckpt.to_str().unwrap(),
+        "--data",
+        eval_arg,
+        "--batch-tokens",
+        "4096",
+        "--json",
+    ]);
+    assert!(
+        diag.status.success(),
+        "{}",
+        String::from_utf8_lossy(&diag.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&diag.stdout);
+    let d: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let rel = |a: f64, b: f64| (a - b).abs() / b.abs();
+    let (nll, p) = (
+        evals[0]["eval_nll"].as_f64().unwrap(),
+        evals[0]["eval_mean_p"].as_f64().unwrap(),
+    );
+    assert!(rel(nll, d["nll"].as_f64().unwrap()) < 1e-5, "{nll} vs {d}");
+    assert!(
+        rel(p, d["mean_prob"].as_f64().unwrap()) < 1e-5,
+        "{p} vs {d}"
+    );
+    assert_eq!(evals[0]["eval_tokens"], d["tokens"], "{d}");
+    // Training moved the held-out NLL.
+    assert_ne!(evals[0]["eval_nll"], evals[1]["eval_nll"]);
+
+    let data = repo("tests/fixtures/data/tiny_sft.jsonl");
+    for (args, says) in [
+        (vec!["--eval-every", "2"], "--eval-every needs"),
+        (
+            vec!["--eval-data", eval_arg, "--eval-fraction", "0.5"],
+            "give one",
+        ),
+        (
+            vec!["--eval-fraction", "0.5", "--eval-every", "0"],
+            "must be positive",
+        ),
+    ] {
+        let mut all = vec![
+            "--model",
+            model_dir.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+        ];
+        all.extend(args);
+        let r = trainer(&all);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success() && err.contains(says), "{err}");
+    }
+    let missing = trainer(&[
+        "--model",
+        model_dir.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--eval-data",
+        "/nonexistent/eval.jsonl",
+        "--output",
+        out.join("x").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("/nonexistent/eval.jsonl"), "{err}");
+}
+
+#[test]
 fn held_out_examples_are_evaluated_at_the_end() {
     let (_tmp, model_dir, out) = train_tiny(&[
         "--steps",
