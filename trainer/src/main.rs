@@ -69,9 +69,15 @@ struct TrainArgs {
     /// Sequences per optimizer step (the global batch; micro-batches accumulate to it).
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
-    /// Padded tokens per forward pass (micro-batch size).
+    /// Padded tokens per forward pass (micro-batch size). A step's loss is the token mean of
+    /// each micro-batch, averaged over its micro-batches (verl's reduction).
     #[arg(long, default_value_t = 4096)]
     batch_tokens: usize,
+    /// At most this many sequences per forward pass as well (verl's
+    /// micro_batch_size_per_gpu: with a --batch-tokens that never binds, micro-batches and so
+    /// the loss's weighting are exactly verl's).
+    #[arg(long, value_name = "N")]
+    micro_batch_size: Option<usize>,
     /// Where metrics.jsonl, the plot training.svg and the checkpoints (final/ at the end) go.
     #[arg(long, default_value = "output")]
     output: PathBuf,
@@ -396,9 +402,15 @@ fn run_training(args: &TrainArgs) -> Result<()> {
             })
         }
     };
-    if args.batch_size == 0 || args.batch_tokens == 0 || args.steps == Some(0) || args.epochs == 0 {
+    if args.batch_size == 0
+        || args.batch_tokens == 0
+        || args.steps == Some(0)
+        || args.epochs == 0
+        || args.micro_batch_size == Some(0)
+    {
         return Err(anyhow!(
-            "--batch-size, --batch-tokens, --steps and --epochs must be positive"
+            "--batch-size, --batch-tokens, --micro-batch-size, --steps and --epochs must be \
+             positive"
         ));
     }
     if !(args.lr > 0.0 && args.lr.is_finite() && (0.0..1.0).contains(&args.warmup_ratio)) {
@@ -471,6 +483,7 @@ fn run_training(args: &TrainArgs) -> Result<()> {
         clip: (args.clip > 0.0).then_some(args.clip),
         batch_size: args.batch_size,
         micro_batch_tokens: args.batch_tokens,
+        micro_batch_sequences: args.micro_batch_size,
         seed: args.seed,
         output: args.output.clone(),
         save_every: args.save_every,

@@ -40,6 +40,8 @@ pub struct TrainOptions {
     pub batch_size: usize,
     /// Padded tokens per forward pass (micro-batch).
     pub micro_batch_tokens: usize,
+    /// At most this many sequences per forward pass too (verl's micro_batch_size_per_gpu).
+    pub micro_batch_sequences: Option<usize>,
     pub seed: u64,
     pub output: PathBuf,
     /// Write `output/checkpoint-STEP` every this many steps.
@@ -403,7 +405,12 @@ fn run_steps(
         let started = Instant::now();
         let alpha = opts.alpha.at(step, total);
         let objective = objective_for(alpha);
-        let groups = micro_batches(&ds.examples, batch, usize::MAX, opts.micro_batch_tokens);
+        let groups = micro_batches(
+            &ds.examples,
+            batch,
+            opts.micro_batch_sequences.unwrap_or(usize::MAX),
+            opts.micro_batch_tokens,
+        );
         let mut grads = Gradients::default();
         let (mut loss_sum, mut p_sum, mut p_count, mut tokens) = (0.0f64, 0.0f64, 0usize, 0usize);
         for group in &groups {
