@@ -66,6 +66,29 @@ pub struct TooManyBadSteps {
     pub count: usize,
 }
 
+/// Set when the process is asked to stop (Ctrl-C, SIGTERM); the training loop stops after
+/// the step it is in, saving the state after it.
+static STOP_ASKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Ask a running training loop to stop after its current step (what the signal handler
+/// `trainer` installs does; a second signal ends the process at once).
+pub fn ask_to_stop() {
+    STOP_ASKED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether [`ask_to_stop`] was called.
+pub fn stop_asked() -> bool {
+    STOP_ASKED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// A run stopped on request (Ctrl-C, SIGTERM) after step `step`.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted after step {step} of {total}")]
+pub struct Interrupted {
+    pub step: usize,
+    pub total: usize,
+}
+
 /// Consecutive skipped steps.
 #[derive(Debug)]
 pub struct BadSteps {

@@ -317,7 +317,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", trainer::guard::describe(&e));
-            ExitCode::FAILURE
+            if e.downcast_ref::<trainer::guard::Interrupted>().is_some() {
+                ExitCode::from(130) // the shell's code for a process stopped by Ctrl-C
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -521,6 +525,18 @@ fn run_training(args: &TrainArgs) -> Result<()> {
             ""
         }
     );
+    // Ctrl-C or SIGTERM: finish the step in flight, save the state after it, exit 130; a
+    // second one quits at once.
+    let handler = ctrlc::set_handler(|| {
+        if trainer::guard::stop_asked() {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after this step and saving its state (Ctrl-C again to quit at once)");
+        trainer::guard::ask_to_stop();
+    });
+    if let Err(e) = handler {
+        eprintln!("note: Ctrl-C will not save the state ({e})");
+    }
     let started = std::time::Instant::now();
     let mut progress: Option<Progress> = None;
     let history = train(&model, &ds, pad, &opts, Some(&dir), |m, total| {

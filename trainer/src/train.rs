@@ -314,7 +314,9 @@ pub fn train(
     let Err(e) = result else { return result };
     let engine_error = crate::guard::engine_error(&e);
     let bad_steps = e.downcast_ref::<crate::guard::TooManyBadSteps>().is_some();
-    if !(bad_steps || engine_error.is_some_and(engine::Error::is_resource)) || progress.total == 0 {
+    let interrupted = e.downcast_ref::<crate::guard::Interrupted>().is_some();
+    let resource = engine_error.is_some_and(engine::Error::is_resource);
+    if !(bad_steps || interrupted || resource) || progress.total == 0 {
         return Err(e);
     }
     let Progress { start, done, total } = progress;
@@ -324,6 +326,10 @@ pub fn train(
         Some(from) if done == start => {
             format!("no step succeeded since {}", from.display())
         }
+        _ if dir.exists() && interrupted => format!(
+            "the state after step {done} is in {}; continue with --resume {0}",
+            dir.display()
+        ),
         _ if dir.exists() => format!("the state after step {done} is in {}", dir.display()),
         _ if matches!(engine_error, Some(engine::Error::DeviceLost { .. })) => {
             "the GPU's memory is gone; the checkpoints already written are whole".to_string()
@@ -338,6 +344,10 @@ pub fn train(
             total,
             opts,
         ) {
+            Ok(()) if interrupted => format!(
+                "saved the state after step {done} to {}; continue with --resume {0}",
+                dir.display()
+            ),
             Ok(()) => format!("saved the state after step {done} to {}", dir.display()),
             Err(save) => format!("could not save the state after step {done}: {save:#}"),
         },
@@ -395,6 +405,10 @@ fn run_steps(
         crate::profile::check_step(&dev, at, start, total)?;
     }
     for (step, batch) in steps.iter().enumerate().skip(start) {
+        // Asked to stop (Ctrl-C, SIGTERM): `train` saves the state after the last good step.
+        if crate::guard::stop_asked() {
+            return Err(crate::guard::Interrupted { step, total }.into());
+        }
         // The profiled step ends here, whichever way it went (a skipped step included).
         if let Some(line) = crate::profile::finish(&dev, step, &opts.output)? {
             eprintln!("{line}");

@@ -1,7 +1,8 @@
 //! Reliability, through the `trainer` binary on a tiny model: every bad input file is one
 //! `error:` line naming the file (and line, row or tensor) with a non-zero exit and no panic;
 //! non-finite steps are skipped and stop a run that keeps failing, with the last good state
-//! saved; a run killed mid-save leaves only whole checkpoints and resumes; an operand over the
+//! saved; a run killed mid-save leaves only whole checkpoints and resumes; Ctrl-C saves the
+//! state after the step in flight and exits 130, and the run resumes; an operand over the
 //! GPU's binding limit is a clear error saying what to reduce. (The library-level checks of
 //! the same files are in models/tests/{weights,config}.rs and trainer/tests/data.rs.)
 
@@ -618,6 +619,81 @@ fn killed_mid_run_leaves_whole_checkpoints_and_resumes() {
         .map(|l| l["step"].as_u64().unwrap())
         .collect();
     assert_eq!(steps, (1..=6).collect::<Vec<u64>>());
+}
+
+#[test]
+fn ctrl_c_saves_the_state_after_the_step_in_flight_and_resumes() {
+    let s = Setup::new();
+    let out = s.out();
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "--model",
+            s.model.to_str().unwrap(),
+            "--data",
+            s.data.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--steps",
+            "40",
+            "--batch-size",
+            "2",
+            "--lr",
+            "1e-3",
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+        a.extend(extra.iter().map(|x| x.to_string()));
+        a
+    };
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(args(&[]))
+        .env("TRAINER_SHADER_CHECKS", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let metrics_file = out.join("metrics.jsonl");
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&metrics_file).map_or(true, |t| t.lines().count() < 1) {
+        assert!(started.elapsed().as_secs() < 120, "no step after 2 minutes");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let done = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(130), "{err}");
+    // The step in flight finished, its state is saved, and the message says how to go on.
+    let steps = metrics(&out).len();
+    assert!((1..40).contains(&steps), "{err}");
+    let ckpt = out.join(format!("checkpoint-{steps}"));
+    assert!(
+        err.contains("interrupted after step")
+            && err.contains(&format!("--resume {}", ckpt.display())),
+        "{err}"
+    );
+    assert!(!out.join("final").exists());
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ckpt.join("trainer_state.json")).unwrap()).unwrap();
+    assert_eq!(state["step"], steps);
+    // Resuming completes the run, every step in metrics.jsonl once.
+    let resume = args(&["--resume", ckpt.to_str().unwrap()]);
+    let refs: Vec<&str> = resume.iter().map(String::as_str).collect();
+    let run = trainer_env(&refs, &[]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let all: Vec<u64> = metrics(&out)
+        .iter()
+        .map(|l| l["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(all, (1..=40).collect::<Vec<u64>>());
 }
 
 #[test]
