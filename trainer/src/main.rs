@@ -87,6 +87,10 @@ struct TrainArgs {
     /// Write a checkpoint (HF folder + optimizer state) to OUTPUT/checkpoint-STEP every N steps.
     #[arg(long)]
     save_every: Option<usize>,
+    /// Keep only the newest N of those checkpoints: older checkpoint-STEP folders are deleted
+    /// as new ones are written (final/ is always kept).
+    #[arg(long, value_name = "N")]
+    save_total_limit: Option<usize>,
     /// Continue from a checkpoint folder: weights, optimizer state, schedule position and data
     /// order (run with the same --steps/--epochs, --seed and --batch-size).
     #[arg(long, value_name = "DIR")]
@@ -428,9 +432,11 @@ fn run_training(args: &TrainArgs) -> Result<()> {
     if !(args.loss_scale.is_finite() && args.loss_scale >= 1.0) {
         return Err(anyhow!("--loss-scale must be a number >= 1"));
     }
-    if args.save_every == Some(0) || args.max_bad_steps == 0 || args.eval_every == Some(0) {
+    if [args.save_every, args.eval_every, args.save_total_limit].contains(&Some(0))
+        || args.max_bad_steps == 0
+    {
         return Err(anyhow!(
-            "--save-every, --max-bad-steps and --eval-every must be positive"
+            "--save-every, --save-total-limit, --max-bad-steps and --eval-every must be positive"
         ));
     }
     if args.eval_data.is_some() && args.eval_fraction > 0.0 {
@@ -491,6 +497,7 @@ fn run_training(args: &TrainArgs) -> Result<()> {
         seed: args.seed,
         output: args.output.clone(),
         save_every: args.save_every,
+        save_total_limit: args.save_total_limit,
         resume: args.resume.clone(),
         eval_fraction: args.eval_fraction,
         eval_set,

@@ -46,6 +46,8 @@ pub struct TrainOptions {
     pub output: PathBuf,
     /// Write `output/checkpoint-STEP` every this many steps.
     pub save_every: Option<usize>,
+    /// Keep only the newest this many `checkpoint-STEP` folders.
+    pub save_total_limit: Option<usize>,
     /// A checkpoint folder to continue from (weights already loaded into the model; the
     /// optimizer state and the step are read here).
     pub resume: Option<PathBuf>,
@@ -535,6 +537,9 @@ fn run_steps(
                 total,
                 opts,
             )?;
+            if let Some(keep) = opts.save_total_limit {
+                prune_checkpoints(&opts.output, keep)?;
+            }
         }
     }
     if let Some(line) = crate::profile::finish(&dev, total, &opts.output)? {
@@ -559,6 +564,27 @@ fn run_steps(
         writeln!(metrics_file, "{line}")?;
     }
     Ok(history)
+}
+
+/// Delete all but the newest `keep` `checkpoint-STEP` folders of `output` (by step).
+fn prune_checkpoints(output: &Path, keep: usize) -> anyhow::Result<()> {
+    let mut found: Vec<(usize, PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(output)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let step = name
+            .strip_prefix("checkpoint-")
+            .and_then(|s| s.parse().ok());
+        if let (Some(step), true) = (step, entry.file_type()?.is_dir()) {
+            found.push((step, entry.path()));
+        }
+    }
+    found.sort();
+    for (_, dir) in found.iter().rev().skip(keep) {
+        std::fs::remove_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("removing the old checkpoint {}: {e}", dir.display()))?;
+    }
+    Ok(())
 }
 
 /// The metrics line of the held-out examples after `step`: NLL and mean p of their loss

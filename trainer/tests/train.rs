@@ -451,6 +451,33 @@ fn the_step_loss_is_the_mean_of_micro_batch_token_means() {
 }
 
 #[test]
+fn save_total_limit_keeps_the_newest_checkpoints() {
+    let (_tmp, _model_dir, out) = train_tiny(&[
+        "--steps",
+        "5",
+        "--batch-size",
+        "2",
+        "--save-every",
+        "1",
+        "--save-total-limit",
+        "2",
+    ]);
+    let mut dirs: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("checkpoint-") || n == "final")
+        .collect();
+    dirs.sort();
+    assert_eq!(dirs, ["checkpoint-3", "checkpoint-4", "final"]);
+    // What is kept is whole.
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("checkpoint-4").join("trainer_state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["step"], 4);
+}
+
+#[test]
 fn held_out_examples_are_evaluated_at_the_end() {
     let (_tmp, model_dir, out) = train_tiny(&[
         "--steps",
