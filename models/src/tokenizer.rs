@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use minijinja::value::ValueKind;
 use minijinja::{context, Environment, ErrorKind};
 use serde::Serialize;
 use serde_json::Value;
@@ -148,6 +149,25 @@ impl Tokenizer {
         messages: &[Message],
         add_generation_prompt: bool,
     ) -> Result<String> {
+        let messages: Vec<Value> = messages
+            .iter()
+            .map(|m| serde_json::json!({"role": m.role, "content": m.content}))
+            .collect();
+        self.render_chat(&messages, None, add_generation_prompt)
+    }
+
+    /// Render chat messages as they come in data (JSON objects with a `role` and whatever
+    /// else the template reads: `content` as a string, null or a list, `tool_calls`, `name`,
+    /// ...) and an optional tools list, as transformers'
+    /// `apply_chat_template(messages, tools=tools, tokenize=False, add_generation_prompt=...)`:
+    /// the template sees them as they are, in their key order; `tojson` writes what Python's
+    /// `json.dumps` writes, and none and booleans print as Python prints them.
+    pub fn render_chat(
+        &self,
+        messages: &[Value],
+        tools: Option<&Value>,
+        add_generation_prompt: bool,
+    ) -> Result<String> {
         let source = self.chat_template.as_deref().ok_or_else(|| {
             Error::Template(format!("{} has no chat template (tokenizer_config.json `chat_template` or chat_template.jinja)", self.dir.display()))
         })?;
@@ -169,6 +189,17 @@ impl Tokenizer {
             },
         );
         env.add_function("strftime_now", |fmt: String| strftime_now(&fmt));
+        env.add_filter("tojson", tojson);
+        env.set_formatter(|out, state, value| {
+            // Jinja2 prints Python's None, True and False.
+            match value.kind() {
+                ValueKind::None => out.write_str("None")?,
+                ValueKind::Bool if value.is_true() => out.write_str("True")?,
+                ValueKind::Bool => out.write_str("False")?,
+                _ => minijinja::escape_formatter(out, state, value)?,
+            }
+            Ok(())
+        });
         env.add_template("chat", source)
             .map_err(|e| Error::Template(format!("does not parse: {e}")))?;
         let tmpl = env
@@ -176,12 +207,45 @@ impl Tokenizer {
             .map_err(|e| Error::Template(e.to_string()))?;
         tmpl.render(context! {
             messages => minijinja::Value::from(minijinja::value::Serde(messages)),
+            tools => tools.map(|t| minijinja::Value::from(minijinja::value::Serde(t))),
+            documents => minijinja::Value::from(()),
             add_generation_prompt => add_generation_prompt,
             bos_token => self.bos_token.clone().unwrap_or_default(),
             eos_token => self.eos_token.clone().unwrap_or_default(),
         })
         .map_err(|e| Error::Template(format!("render: {e}")))
     }
+}
+
+/// transformers' `tojson` filter: `json.dumps(x, ensure_ascii=False, indent=None,
+/// separators=None, sort_keys=False)` with those keyword arguments.
+fn tojson(
+    value: minijinja::Value,
+    kwargs: minijinja::value::Kwargs,
+) -> std::result::Result<String, minijinja::Error> {
+    let bad = |msg: String| minijinja::Error::new(ErrorKind::InvalidOperation, msg);
+    if value.is_undefined() {
+        return Err(bad("tojson of an undefined value".into()));
+    }
+    let json = serde_json::to_value(&value).map_err(|e| bad(format!("tojson: {e}")))?;
+    let separators: Option<Vec<String>> = kwargs.get("separators")?;
+    let separators = match separators {
+        None => None,
+        Some(v) if v.len() == 2 => Some((v[0].clone(), v[1].clone())),
+        Some(v) => {
+            return Err(bad(format!(
+                "tojson: separators needs two strings, got {v:?}"
+            )))
+        }
+    };
+    let options = crate::pyjson::Options {
+        indent: kwargs.get("indent")?,
+        separators,
+        sort_keys: kwargs.get::<Option<bool>>("sort_keys")?.unwrap_or(false),
+        ensure_ascii: kwargs.get::<Option<bool>>("ensure_ascii")?.unwrap_or(false),
+    };
+    kwargs.assert_all_used()?;
+    Ok(crate::pyjson::dumps(&json, &options))
 }
 
 /// Today's date (UTC) in the few strftime formats chat templates use (%d %b %B %m %Y %y).

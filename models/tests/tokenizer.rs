@@ -1,5 +1,6 @@
 //! Token ids and chat-template renderings identical to HF transformers' for both real test
-//! models (fixtures recorded by tests/scripts/make_tokenizer_references.py).
+//! models, chats with tool calls and tools lists included (fixtures recorded by
+//! tests/scripts/make_tokenizer_references.py).
 
 mod common;
 use common::*;
@@ -38,7 +39,34 @@ fn check_model(name: &str) {
         );
         checked += 1;
     }
-    assert!(checked >= 20, "{name}: only {checked} cases");
+    // Chats with tool calls (null content), tool results and a tools list: the same text,
+    // or, where HF's template cannot render them, an error too.
+    for case in refs["tool_chats"].as_array().unwrap() {
+        let messages = case["messages"].as_array().unwrap();
+        let tools = Some(&case["tools"]).filter(|t| !t.is_null());
+        let gen = case["add_generation_prompt"].as_bool().unwrap();
+        let got = tok.render_chat(messages, tools, gen);
+        match case.get("rendered") {
+            Some(want) => {
+                let rendered = got.unwrap();
+                assert_eq!(
+                    rendered,
+                    want.as_str().unwrap(),
+                    "{name}: tool chat, tools: {}",
+                    tools.is_some()
+                );
+                let want: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
+                assert_eq!(tok.encode(&rendered, false).unwrap(), want, "{name}: ids");
+            }
+            None => assert!(
+                got.is_err(),
+                "{name}: HF failed ({}) but we rendered",
+                case["error"]
+            ),
+        }
+        checked += 1;
+    }
+    assert!(checked >= 28, "{name}: only {checked} cases");
     let eos = tok.eos_token_id().expect("eos token");
     assert_eq!(tok.decode(&[eos], false).unwrap(), tok.eos_token().unwrap());
 }

@@ -5,8 +5,9 @@
 //! - `{"prompt", "response"}`: the prompt as one user turn through the chat template with the
 //!   generation prompt, then response + eos, each tokenized without special tokens; loss on
 //!   the response tokens only.
-//! - `{"messages": [{"role", "content"}, ...]}`: the conversation through the chat template;
-//!   loss on the assistant turns.
+//! - `{"messages": [{"role", "content"}, ...]}`: the conversation through the chat template
+//!   (messages as they are: tool calls, tool results, and a `tools` list beside them reach the
+//!   template as transformers passes them); loss on the assistant turns.
 //! - `{"text"}`: the text (with the tokenizer's special tokens) + eos; loss on every token.
 //!
 //! Reading is split from tokenizing: [`parse_records`] turns a file's bytes into records and
@@ -57,6 +58,8 @@ pub struct Fields {
     pub response: String,
     pub messages: String,
     pub text: String,
+    /// The tools list a `messages` record may carry for the chat template.
+    pub tools: String,
 }
 
 impl Default for Fields {
@@ -66,6 +69,7 @@ impl Default for Fields {
             response: "response".into(),
             messages: "messages".into(),
             text: "text".into(),
+            tools: "tools".into(),
         }
     }
 }
@@ -304,6 +308,49 @@ pub(crate) fn messages_field(record: &Value, name: &str) -> Result<Vec<Message>,
     })
 }
 
+/// The chat messages in field `name` as the chat template will see them: JSON objects, each
+/// with a string `role` and a `content` that is a string, null (an assistant turn of tool
+/// calls) or a list; other keys (`tool_calls`, `name`, ...) pass through.
+pub(crate) fn chat_field(record: &Value, name: &str) -> Result<Vec<Value>, String> {
+    let Some(Value::Array(messages)) = record.get(name) else {
+        return Err(format!(
+            "field `{name}` must be a list of {{\"role\", \"content\"}} objects, found {}",
+            record.get(name).map_or("nothing", kind)
+        ));
+    };
+    for (i, m) in messages.iter().enumerate() {
+        let ok_role = m.get("role").is_some_and(Value::is_string);
+        let content = m.get("content").unwrap_or(&Value::Null);
+        let ok_content = matches!(content, Value::String(_) | Value::Null | Value::Array(_));
+        if !(m.is_object() && ok_role && ok_content) {
+            return Err(format!(
+                "field `{name}`, message {i}: expected an object with a string `role` and a \
+                 `content` that is a string, null or a list, found {m}"
+            ));
+        }
+    }
+    Ok(messages.clone())
+}
+
+/// The tools list in field `name` for the chat template: absent or null for none, a list of
+/// tool schemas, or a string holding one as JSON (as some datasets store it).
+pub(crate) fn tools_field(record: &Value, name: &str) -> Result<Option<Value>, String> {
+    let bad = |found: String| {
+        format!("field `{name}` must be a list of tool schemas (or a JSON string of one), found {found}")
+    };
+    match record.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v @ Value::Array(_)) => Ok(Some(v.clone())),
+        Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
+            Ok(v @ Value::Array(_)) => Ok(Some(v)),
+            Ok(Value::Null) => Ok(None),
+            Ok(other) => Err(bad(format!("a string holding {}", kind(&other)))),
+            Err(e) => Err(bad(format!("a string that is not JSON ({e})"))),
+        },
+        Some(other) => Err(bad(kind(other).to_string())),
+    }
+}
+
 /// Records are JSON objects.
 pub(crate) fn expect_object(record: &Value) -> Result<(), String> {
     if record.is_object() {
@@ -359,20 +406,22 @@ pub fn tokenize(record: &Value, tok: &Tokenizer, opts: &DataOptions) -> Result<E
             Ok(Example { ids, loss })
         }
         Shape::Messages => {
-            let messages = messages_field(record, &f.messages)?;
+            let messages = chat_field(record, &f.messages)?;
             if messages.is_empty() {
                 return Err(format!("field `{}` is empty", f.messages));
             }
-            let render = |m: &[Message], gen: bool| -> Result<Vec<u32>, String> {
+            let tools = tools_field(record, &f.tools)?;
+            let render = |m: &[Value], gen: bool| -> Result<Vec<u32>, String> {
                 enc(
-                    &tok.apply_chat_template(m, gen).map_err(|e| e.to_string())?,
+                    &tok.render_chat(m, tools.as_ref(), gen)
+                        .map_err(|e| e.to_string())?,
                     false,
                 )
             };
             let ids = render(&messages, false)?;
             let mut loss = vec![false; ids.len()];
             for (i, m) in messages.iter().enumerate() {
-                if m.role != "assistant" {
+                if m["role"] != "assistant" {
                     continue;
                 }
                 // The assistant turn spans from the prompt-with-generation-header to the end of

@@ -205,6 +205,9 @@ struct DataArgs {
     /// Field holding plain text.
     #[arg(long, default_value = "text")]
     text_field: String,
+    /// Field holding the tools list a chat's template is given (a list, or a JSON string).
+    #[arg(long, default_value = "tools")]
+    tools_field: String,
     /// Longest sequence in tokens; longer ones are cut (and counted).
     #[arg(long, default_value_t = 2048)]
     max_length: usize,
@@ -248,6 +251,7 @@ impl DataArgs {
                 response: self.response_field.clone(),
                 messages: self.messages_field.clone(),
                 text: self.text_field.clone(),
+                tools: self.tools_field.clone(),
             },
             max_length: self.max_length,
             truncation: match self.truncation {

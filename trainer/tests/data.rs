@@ -114,8 +114,14 @@ fn bad_records_name_file_and_line() {
         ),
         (&[r#"{"messages": []}"#], ":1: field `messages` is empty"),
         (
-            &[r#"{"messages": [{"role": "user"}]}"#],
+            &[r#"{"messages": {"role": "user"}}"#],
             ":1: field `messages` must be a list",
+        ),
+        // No content: the template is given the message as it is, and SmolLM2's cannot
+        // render it (neither can HF's).
+        (
+            &[r#"{"messages": [{"role": "user"}]}"#],
+            ":1: chat template: render:",
         ),
         (&[r#"[1, 2]"#], ":1: a record must be a JSON object"),
         (&[""], "no records"),
@@ -189,4 +195,71 @@ fn parquet_files_read_like_jsonl() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("not a readable Parquet file"), "{err}");
+}
+
+#[test]
+fn tool_calls_and_tools_reach_the_template_as_hf_renders_them() {
+    // A tool-calling conversation (an assistant turn of tool calls with null content, tool
+    // results) with a tools list, as HF renders and tokenizes it for Qwen2.5 (fixture of
+    // tests/scripts/make_tokenizer_references.py).
+    let name = "qwen2.5-coder-0.5b-instruct";
+    let tok = Tokenizer::from_dir(&models::trainer_cache().join("models").join(name))
+        .unwrap_or_else(|e| panic!("{e}: run `python3 scripts/fetch_models.py`"));
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../tests/fixtures/hf/tokenizer_{name}.json"));
+    let refs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+    let case = refs["tool_chats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| !c["tools"].is_null() && c["add_generation_prompt"] == false)
+        .unwrap();
+    let want: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
+    let rendered = case["rendered"].as_str().unwrap();
+    // The assistant turns of HF's text: from after each assistant header to its end marker.
+    let mut turns = String::new();
+    for part in rendered.split("<|im_start|>assistant\n").skip(1) {
+        let end = part.find("<|im_end|>\n").unwrap() + "<|im_end|>\n".len();
+        turns.push_str(&part[..end]);
+    }
+    let tools_as_text = serde_json::Value::String(case["tools"].to_string());
+    for tools in [case["tools"].clone(), tools_as_text] {
+        let record = serde_json::json!({"messages": case["messages"], "tools": tools});
+        let f = file(&[&record.to_string()]);
+        let ex = &load(f.path(), &tok, &opts(4096)).unwrap().examples[0];
+        assert_eq!(ex.ids, want);
+        // The loss tokens, span by span, decode to exactly the assistant turns.
+        let mut loss_text = String::new();
+        let mut span = Vec::new();
+        for (i, (&id, &l)) in ex.ids.iter().zip(&ex.loss).enumerate() {
+            if l {
+                span.push(id);
+            }
+            if (!l || i + 1 == ex.ids.len()) && !span.is_empty() {
+                loss_text.push_str(&tok.decode(&span, false).unwrap());
+                span.clear();
+            }
+        }
+        assert_eq!(loss_text, turns);
+    }
+    for (record, says) in [
+        (
+            r#"{"messages": [{"role": "user", "content": "Hi"}], "tools": 5}"#,
+            "field `tools`",
+        ),
+        (
+            r#"{"messages": [{"role": "user", "content": "Hi"}], "tools": "[oops"}"#,
+            "not JSON",
+        ),
+        (r#"{"messages": [{"content": "Hi"}]}"#, "message 0"),
+        (
+            r#"{"messages": [{"role": "user", "content": 3}]}"#,
+            "message 0",
+        ),
+    ] {
+        let f = file(&[record]);
+        let e = load(f.path(), &tok, &opts(512)).unwrap_err().to_string();
+        assert!(e.contains(says) && e.contains(":1:"), "{e}");
+    }
 }
