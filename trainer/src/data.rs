@@ -301,13 +301,6 @@ pub(crate) fn string_field<'a>(record: &'a Value, name: &str) -> Result<&'a str,
     }
 }
 
-/// The chat messages in field `name` (absent reads as null, and is refused).
-pub(crate) fn messages_field(record: &Value, name: &str) -> Result<Vec<Message>, String> {
-    serde_json::from_value(record.get(name).cloned().unwrap_or(Value::Null)).map_err(|e| {
-        format!("field `{name}` must be a list of {{\"role\", \"content\"}} objects: {e}")
-    })
-}
-
 /// The chat messages in field `name` as the chat template will see them: JSON objects, each
 /// with a string `role` and a `content` that is a string, null (an assistant turn of tool
 /// calls) or a list; other keys (`tool_calls`, `name`, ...) pass through.

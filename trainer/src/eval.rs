@@ -6,13 +6,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use models::{GenerateOptions, Message, Model, Tokenizer};
+use models::{GenerateOptions, Model, Tokenizer};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::answer;
 use crate::data::{
-    expect_object, kind, messages_field, read_records, string_field, DataError, Fields,
+    chat_field, expect_object, kind, read_records, string_field, tools_field, DataError, Fields,
 };
 
 /// One test question: the prompt's token ids and the answer it should get.
@@ -79,8 +79,16 @@ fn answer_value(v: &Value) -> Option<String> {
     }
 }
 
-/// The prompt messages and the reference of one record.
-fn question(record: &Value, opts: &EvalOptions) -> Result<(Vec<Message>, String), String> {
+/// What one record asks: the prompt's messages (as the chat template sees them), the tools
+/// list given with them, and the reference answer.
+struct Question {
+    messages: Vec<Value>,
+    tools: Option<Value>,
+    reference: String,
+}
+
+/// The question of one record.
+fn question(record: &Value, opts: &EvalOptions) -> Result<Question, String> {
     let f = &opts.fields;
     expect_object(record)?;
     let explicit = match record.get(&opts.answer_field) {
@@ -93,23 +101,27 @@ fn question(record: &Value, opts: &EvalOptions) -> Result<(Vec<Message>, String)
             )
         })?),
     };
-    let (messages, response) = if record.get(&f.messages).is_some() {
-        let mut messages = messages_field(record, &f.messages)?;
+    let (messages, tools, response) = if record.get(&f.messages).is_some() {
+        // As training renders them: the messages as they are, and their tools list.
+        let mut messages = chat_field(record, &f.messages)?;
         let response = match messages.last() {
-            Some(last) if last.role == "assistant" => messages.pop().map(|m| m.content),
+            Some(last) if last["role"] == "assistant" => messages
+                .pop()
+                .and_then(|m| m["content"].as_str().map(str::to_string)),
             _ => None,
         };
         if messages.is_empty() {
             return Err(format!("field `{}` has no prompt turn", f.messages));
         }
-        (messages, response)
+        (messages, tools_field(record, &f.tools)?, response)
     } else if record.get(&f.prompt).is_some() {
         let prompt = string_field(record, &f.prompt)?;
         let response = match record.get(&f.response) {
             Some(_) => Some(string_field(record, &f.response)?.to_string()),
             None => None,
         };
-        (vec![Message::new("user", prompt)], response)
+        let user = serde_json::json!({"role": "user", "content": prompt});
+        (vec![user], None, response)
     } else {
         return Err(format!(
             "eval needs a `{}` or a `{}` field (set the names with --prompt-field and friends)",
@@ -131,7 +143,11 @@ fn question(record: &Value, opts: &EvalOptions) -> Result<(Vec<Message>, String)
             ))
         }
     };
-    Ok((messages, reference))
+    Ok(Question {
+        messages,
+        tools,
+        reference,
+    })
 }
 
 /// Read the test questions of a JSONL or Parquet file.
@@ -142,9 +158,13 @@ pub fn load(path: &Path, tok: &Tokenizer, opts: &EvalOptions) -> Result<Vec<Item
             break;
         }
         let bad = |msg: String| origin.error(path, msg);
-        let (messages, reference) = question(&record, opts).map_err(bad)?;
+        let Question {
+            messages,
+            tools,
+            reference,
+        } = question(&record, opts).map_err(bad)?;
         let rendered = tok
-            .apply_chat_template(&messages, true)
+            .render_chat(&messages, tools.as_ref(), true)
             .map_err(|e| bad(e.to_string()))?;
         let ids = tok
             .encode(&rendered, false)
@@ -159,10 +179,11 @@ pub fn load(path: &Path, tok: &Tokenizer, opts: &EvalOptions) -> Result<Vec<Item
         let record = match origin {
             crate::data::Origin::Line(n) | crate::data::Origin::Row(n) => n,
         };
-        let prompt = messages
-            .last()
-            .map(|m| m.content.clone())
-            .unwrap_or_default();
+        let prompt = match messages.last().map(|m| &m["content"]) {
+            Some(Value::String(text)) => text.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        };
         items.push(Item {
             record,
             prompt,

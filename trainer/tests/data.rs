@@ -263,3 +263,45 @@ fn tool_calls_and_tools_reach_the_template_as_hf_renders_them() {
         assert!(e.contains(says) && e.contains(":1:"), "{e}");
     }
 }
+
+#[test]
+fn eval_prompts_with_tool_calls_render_as_hf_renders_them() {
+    // `trainer eval` renders a chat record's prompt as training does: the second tool chat of
+    // the fixture ends with a user turn, so all of it is the prompt, with the generation
+    // header, tools and all.
+    let name = "qwen2.5-coder-0.5b-instruct";
+    let tok = Tokenizer::from_dir(&models::trainer_cache().join("models").join(name))
+        .unwrap_or_else(|e| panic!("{e}: run `python3 scripts/fetch_models.py`"));
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../tests/fixtures/hf/tokenizer_{name}.json"));
+    let refs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+    let case = refs["tool_chats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| {
+            !c["tools"].is_null()
+                && c["add_generation_prompt"] == true
+                && c["messages"].as_array().unwrap().last().unwrap()["role"] == "user"
+        })
+        .unwrap();
+    let record =
+        serde_json::json!({"messages": case["messages"], "tools": case["tools"], "answer": "ok"});
+    let f = file(&[&record.to_string()]);
+    let opts = trainer::eval::EvalOptions {
+        fields: Fields::default(),
+        answer_field: "answer".into(),
+        max_length: 4096,
+        max_new_tokens: 1,
+        limit: None,
+        batch_size: 1,
+    };
+    let items = trainer::eval::load(f.path(), &tok, &opts).unwrap();
+    let want: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
+    assert_eq!(items[0].ids, want);
+    assert_eq!(
+        (items[0].prompt.as_str(), items[0].reference.as_str()),
+        ("Thanks", "ok")
+    );
+}
