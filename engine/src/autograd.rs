@@ -184,13 +184,7 @@ impl Tensor {
     /// shape; ones when `None`), adding into `grads`. Consumes this thread's tape.
     pub fn backward_seeded(&self, seed: Option<&Tensor>, grads: &mut Gradients) -> Result<()> {
         if let Some(s) = seed {
-            if s.shape() != self.shape() {
-                return Err(Error::ShapeMismatch {
-                    op: "backward",
-                    lhs: self.shape().to_vec(),
-                    rhs: s.shape().to_vec(),
-                });
-            }
+            self.expect_same_shape("backward", s)?;
         }
         let seed = || match seed {
             Some(s) => Ok(s.detach()),

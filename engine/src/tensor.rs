@@ -354,6 +354,19 @@ impl Tensor {
         }
     }
 
+    /// `other` has this tensor's shape, else a shape mismatch (this tensor's shape first).
+    pub(crate) fn expect_same_shape(&self, op: &'static str, other: &Tensor) -> Result<()> {
+        if self.shape() == other.shape() {
+            Ok(())
+        } else {
+            Err(Error::ShapeMismatch {
+                op,
+                lhs: self.shape().to_vec(),
+                rhs: other.shape().to_vec(),
+            })
+        }
+    }
+
     pub(crate) fn expect_dtype(&self, op: &'static str, dtype: DType) -> Result<()> {
         if self.0.dtype == dtype {
             Ok(())

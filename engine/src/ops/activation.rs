@@ -39,27 +39,18 @@ pub fn swiglu_as(x: &Tensor, dtype: DType) -> Result<Tensor> {
     shape.push(width);
     let out = Tensor::uninit(x.device(), op, &shape, dtype)?;
     let n = out.elem_count();
-    let record = needs_tape(&[x]);
-    // What the backward reads: x itself, or its f16 copy written beside an f16 result.
-    let saved = match dtype {
-        DType::F16 if record => {
-            let x16 = Tensor::uninit(x.device(), op, x.shape(), DType::F16)?;
-            if n > 0 {
-                run(op, &k::swiglu_f16_keep(n, width), &[x, &out, &x16])?;
-            }
-            x16
+    // With an f16 result and a tape, the backward reads an f16 copy of x the same pass writes.
+    let x16 = match dtype {
+        DType::F16 if needs_tape(&[x]) => {
+            Some(Tensor::uninit(x.device(), op, x.shape(), DType::F16)?)
         }
-        DType::F32 | DType::F16 => {
-            let launch = match dtype {
-                DType::F32 => k::swiglu(n, width),
-                _ => k::swiglu_f16(n, width),
-            };
-            if n > 0 {
-                run(op, &launch, &[x, &out])?;
-            }
-            x.detach()
-        }
-        DType::U32 => {
+        _ => None,
+    };
+    let launch = match (dtype, &x16) {
+        (DType::F32, _) => k::swiglu(n, width),
+        (DType::F16, None) => k::swiglu_f16(n, width),
+        (DType::F16, Some(_)) => k::swiglu_f16_keep(n, width),
+        (DType::U32, _) => {
             return Err(Error::DTypeMismatch {
                 op,
                 expected: DType::F32,
@@ -67,6 +58,12 @@ pub fn swiglu_as(x: &Tensor, dtype: DType) -> Result<Tensor> {
             })
         }
     };
+    if n > 0 {
+        let mut buffers = vec![x, &out];
+        buffers.extend(x16.as_ref());
+        run(op, &launch, &buffers)?;
+    }
+    let saved = x16.unwrap_or_else(|| x.detach());
     Ok(out.recorded(&[x], || SwigluBackward { x: saved, width }))
 }
 

@@ -187,13 +187,7 @@ pub(crate) fn check_qkv(
             return Err(bad_rank(op, t));
         }
     }
-    if k.shape() != v.shape() {
-        return Err(Error::ShapeMismatch {
-            op,
-            lhs: k.shape().to_vec(),
-            rhs: v.shape().to_vec(),
-        });
-    }
+    k.expect_same_shape(op, v)?;
     let (qs, ks) = (q.shape(), k.shape());
     if qs[0] != ks[0] || qs[3] != ks[3] || ks[1] == 0 || !qs[1].is_multiple_of(ks[1]) {
         return Err(Error::ShapeMismatch {
@@ -326,13 +320,7 @@ impl KvCache {
                 });
             }
         }
-        if k_new.shape() != v_new.shape() {
-            return Err(Error::ShapeMismatch {
-                op,
-                lhs: k_new.shape().to_vec(),
-                rhs: v_new.shape().to_vec(),
-            });
-        }
+        k_new.expect_same_shape(op, v_new)?;
         let new_len = k_new.shape()[2];
         if self.len + new_len > self.capacity() {
             return Err(Error::BadShape {
@@ -416,13 +404,7 @@ impl AttentionBackward {
     fn grads(&self, g: &Tensor, splits: usize) -> Result<Vec<Option<Tensor>>> {
         let op = "attention backward";
         g.expect_dtype(op, DType::F32)?;
-        if g.shape() != self.q.shape() {
-            return Err(Error::ShapeMismatch {
-                op,
-                lhs: g.shape().to_vec(),
-                rhs: self.q.shape().to_vec(),
-            });
-        }
+        g.expect_same_shape(op, &self.q)?;
         let dev = g.device();
         let (q, k, v, lse) = (&self.q, &self.k, &self.v, &self.lse);
         let delta = Tensor::uninit(dev, op, lse.shape(), DType::F32)?;

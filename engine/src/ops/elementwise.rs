@@ -48,13 +48,7 @@ impl Tensor {
         const OP: &str = "add_assign";
         self.expect_dtype(OP, DType::F32)?;
         rhs.expect_dtype(OP, DType::F32)?;
-        if self.shape() != rhs.shape() {
-            return Err(Error::ShapeMismatch {
-                op: OP,
-                lhs: self.shape().to_vec(),
-                rhs: rhs.shape().to_vec(),
-            });
-        }
+        self.expect_same_shape(OP, rhs)?;
         if self.is_tracked() {
             return Err(Error::Backward(format!(
                 "{OP}: tensor {:?} is on the tape; an in-place write would change what its \

@@ -79,13 +79,7 @@ fn pairs<'a>(
         g.check_same_device(OP, first)?;
         p.expect_dtype(OP, DType::F32)?;
         g.expect_dtype(OP, DType::F32)?;
-        if g.shape() != p.shape() {
-            return Err(Error::ShapeMismatch {
-                op: OP,
-                lhs: p.shape().to_vec(),
-                rhs: g.shape().to_vec(),
-            });
-        }
+        p.expect_same_shape(OP, g)?;
         pairs.push((p, g));
     }
     Ok((first.device().clone(), pairs))
@@ -243,13 +237,7 @@ impl AdamW {
         for t in [&state.m, &state.v] {
             t.check_same_device(OP, param)?;
             t.expect_dtype(OP, DType::F32)?;
-            if t.shape() != param.shape() {
-                return Err(Error::ShapeMismatch {
-                    op: OP,
-                    lhs: param.shape().to_vec(),
-                    rhs: t.shape().to_vec(),
-                });
-            }
+            param.expect_same_shape(OP, t)?;
         }
         self.state.insert(param.id(), state);
         Ok(())
