@@ -63,6 +63,15 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 pub const PERCENTILES: [u32; 6] = [5, 10, 20, 30, 50, 90];
 pub const BINS: usize = 20;
 
+/// The mean probability of `probs` and their mean -ln p (the NLL); both 0 when empty.
+pub fn mean_p_and_nll(probs: &[f64]) -> (f64, f64) {
+    let n = probs.len().max(1) as f64;
+    (
+        probs.iter().sum::<f64>() / n,
+        probs.iter().map(|p| -p.ln()).sum::<f64>() / n,
+    )
+}
+
 /// The statistics `trainer diagnose` prints.
 #[derive(Debug, Clone)]
 pub struct Diagnosis {
@@ -89,8 +98,7 @@ impl Diagnosis {
             return Err("no loss tokens to diagnose".into());
         }
         let n = all.len() as f64;
-        let mean_prob = all.iter().sum::<f64>() / n;
-        let nll = all.iter().map(|&p| -p.ln()).sum::<f64>() / n;
+        let (mean_prob, nll) = mean_p_and_nll(&all);
         let mut histogram = [0usize; BINS];
         for &p in &all {
             histogram[((p * BINS as f64) as usize).min(BINS - 1)] += 1;

@@ -472,10 +472,11 @@ fn run_training(args: &TrainArgs) -> Result<()> {
     let alpha = match fixed_alpha {
         Some(a) => a,
         None => {
-            let probs = token_probs(&model, &ds, args.batch_tokens, pad)?;
-            let mean = probs.iter().flatten().sum::<f64>()
-                / probs.iter().map(Vec::len).sum::<usize>().max(1) as f64;
-            let (alpha, reason) = recommend(mean);
+            let probs: Vec<f64> = token_probs(&model, &ds, args.batch_tokens, pad)?
+                .into_iter()
+                .flatten()
+                .collect();
+            let (alpha, reason) = recommend(trainer::diagnose::mean_p_and_nll(&probs).0);
             eprintln!("--alpha auto: alpha = {alpha} ({reason})");
             AlphaSchedule {
                 from: alpha as f32,

@@ -323,16 +323,20 @@ pub fn train(
     }
     let Progress { start, done, total } = progress;
     let dir = opts.output.join(format!("checkpoint-{done}"));
+    // A stop on request says how to go on from the state it leaves.
+    let resumable = |text: String| match interrupted {
+        true => format!("{text}; continue with --resume {}", dir.display()),
+        false => text,
+    };
     let saved = match &opts.resume {
         _ if done == 0 => "no step succeeded; nothing to save".to_string(),
         Some(from) if done == start => {
             format!("no step succeeded since {}", from.display())
         }
-        _ if dir.exists() && interrupted => format!(
-            "the state after step {done} is in {}; continue with --resume {0}",
+        _ if dir.exists() => resumable(format!(
+            "the state after step {done} is in {}",
             dir.display()
-        ),
-        _ if dir.exists() => format!("the state after step {done} is in {}", dir.display()),
+        )),
         _ if matches!(engine_error, Some(engine::Error::DeviceLost { .. })) => {
             "the GPU's memory is gone; the checkpoints already written are whole".to_string()
         }
@@ -346,11 +350,10 @@ pub fn train(
             total,
             opts,
         ) {
-            Ok(()) if interrupted => format!(
-                "saved the state after step {done} to {}; continue with --resume {0}",
+            Ok(()) => resumable(format!(
+                "saved the state after step {done} to {}",
                 dir.display()
-            ),
-            Ok(()) => format!("saved the state after step {done} to {}", dir.display()),
+            )),
             Err(save) => format!("could not save the state after step {done}: {save:#}"),
         },
     };
@@ -601,11 +604,7 @@ fn evaluate(
             .into_iter()
             .flatten()
             .collect();
-    let n = probs.len().max(1) as f64;
-    let (nll, mean_p) = (
-        probs.iter().map(|p| -p.ln()).sum::<f64>() / n,
-        probs.iter().sum::<f64>() / n,
-    );
+    let (mean_p, nll) = crate::diagnose::mean_p_and_nll(&probs);
     eprintln!(
         "eval after step {step}: {} examples, nll {nll:.4}, mean p {mean_p:.4}",
         held.examples.len()

@@ -9,7 +9,12 @@ use models::{Message, Tokenizer};
 use trainer::data::{load, DataOptions, Fields, Shape, Truncation};
 
 fn tokenizer() -> Tokenizer {
-    let dir: PathBuf = models::trainer_cache().join("models/smollm2-135m-instruct");
+    tokenizer_of("smollm2-135m-instruct")
+}
+
+/// The tokenizer of a real test model (`scripts/fetch_models.py` fetches them).
+fn tokenizer_of(name: &str) -> Tokenizer {
+    let dir: PathBuf = models::trainer_cache().join("models").join(name);
     Tokenizer::from_dir(&dir)
         .unwrap_or_else(|e| panic!("{e}: run `python3 scripts/fetch_models.py`"))
 }
@@ -197,21 +202,28 @@ fn parquet_files_read_like_jsonl() {
     assert!(err.contains("not a readable Parquet file"), "{err}");
 }
 
+/// Qwen2.5's tokenizer and HF's renderings of the tool-calling chats (fixture of
+/// tests/scripts/make_tokenizer_references.py).
+fn qwen_tool_chats() -> (Tokenizer, Vec<serde_json::Value>) {
+    let name = "qwen2.5-coder-0.5b-instruct";
+    let tok = tokenizer_of(name);
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../tests/fixtures/hf/tokenizer_{name}.json"));
+    let mut refs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+    let serde_json::Value::Array(chats) = refs["tool_chats"].take() else {
+        panic!("no tool_chats in the fixture");
+    };
+    (tok, chats)
+}
+
 #[test]
 fn tool_calls_and_tools_reach_the_template_as_hf_renders_them() {
     // A tool-calling conversation (an assistant turn of tool calls with null content, tool
     // results) with a tools list, as HF renders and tokenizes it for Qwen2.5 (fixture of
     // tests/scripts/make_tokenizer_references.py).
-    let name = "qwen2.5-coder-0.5b-instruct";
-    let tok = Tokenizer::from_dir(&models::trainer_cache().join("models").join(name))
-        .unwrap_or_else(|e| panic!("{e}: run `python3 scripts/fetch_models.py`"));
-    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("../tests/fixtures/hf/tokenizer_{name}.json"));
-    let refs: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
-    let case = refs["tool_chats"]
-        .as_array()
-        .unwrap()
+    let (tok, chats) = qwen_tool_chats();
+    let case = chats
         .iter()
         .find(|c| !c["tools"].is_null() && c["add_generation_prompt"] == false)
         .unwrap();
@@ -269,16 +281,8 @@ fn eval_prompts_with_tool_calls_render_as_hf_renders_them() {
     // `trainer eval` renders a chat record's prompt as training does: the second tool chat of
     // the fixture ends with a user turn, so all of it is the prompt, with the generation
     // header, tools and all.
-    let name = "qwen2.5-coder-0.5b-instruct";
-    let tok = Tokenizer::from_dir(&models::trainer_cache().join("models").join(name))
-        .unwrap_or_else(|e| panic!("{e}: run `python3 scripts/fetch_models.py`"));
-    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("../tests/fixtures/hf/tokenizer_{name}.json"));
-    let refs: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
-    let case = refs["tool_chats"]
-        .as_array()
-        .unwrap()
+    let (tok, chats) = qwen_tool_chats();
+    let case = chats
         .iter()
         .find(|c| {
             !c["tools"].is_null()

@@ -58,6 +58,61 @@ impl Setup {
         self.run_with(&self.data, args, &[])
     }
 
+    /// Arguments of a longer run into `run`: `steps` steps of two sequences at lr 1e-3, then
+    /// `extra`.
+    fn long_run(&self, steps: usize, extra: &[&str]) -> Vec<String> {
+        let fixed = [
+            "--model",
+            self.model.to_str().unwrap(),
+            "--data",
+            self.data.to_str().unwrap(),
+            "--output",
+            self.out().to_str().unwrap(),
+            "--steps",
+            &steps.to_string(),
+            "--batch-size",
+            "2",
+            "--lr",
+            "1e-3",
+        ]
+        .map(String::from);
+        fixed
+            .into_iter()
+            .chain(extra.iter().map(|x| x.to_string()))
+            .collect()
+    }
+
+    /// `trainer args` started in the background (stdout dropped, stderr as given).
+    fn spawn(args: &[String], stderr: std::process::Stdio) -> std::process::Child {
+        std::process::Command::new(env!("CARGO_BIN_EXE_trainer"))
+            .args(args)
+            .env("TRAINER_SHADER_CHECKS", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap()
+    }
+
+    /// Resume the `steps`-step run (`extra` as it had) from `ckpt` into the same folder: it
+    /// completes, and metrics.jsonl has every step once.
+    fn resume_to_the_end(&self, ckpt: &Path, steps: usize, extra: &[&str]) {
+        let mut with = extra.to_vec();
+        with.extend(["--resume", ckpt.to_str().unwrap()]);
+        let args = self.long_run(steps, &with);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = trainer_env(&refs, &[]);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let done: Vec<u64> = metrics(&self.out())
+            .iter()
+            .map(|l| l["step"].as_u64().unwrap())
+            .collect();
+        assert_eq!(done, (1..=steps as u64).collect::<Vec<u64>>());
+    }
+
     fn weights(&self) -> PathBuf {
         self.model.join("model.safetensors")
     }
@@ -511,36 +566,8 @@ fn operand_over_the_binding_limit_says_what_to_reduce() {
 fn killed_mid_run_leaves_whole_checkpoints_and_resumes() {
     let s = Setup::new();
     let out = s.out();
-    let args = |extra: &[&str]| -> Vec<String> {
-        let mut a: Vec<String> = [
-            "--model",
-            s.model.to_str().unwrap(),
-            "--data",
-            s.data.to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-            "--steps",
-            "6",
-            "--batch-size",
-            "2",
-            "--lr",
-            "1e-3",
-            "--save-every",
-            "1",
-        ]
-        .iter()
-        .map(|x| x.to_string())
-        .collect();
-        a.extend(extra.iter().map(|x| x.to_string()));
-        a
-    };
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(args(&[]))
-        .env("TRAINER_SHADER_CHECKS", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let save_every = ["--save-every", "1"];
+    let mut child = Setup::spawn(&s.long_run(6, &save_every), std::process::Stdio::null());
     let started = std::time::Instant::now();
     while !out.join("checkpoint-1").exists() {
         assert!(
@@ -596,17 +623,9 @@ fn killed_mid_run_leaves_whole_checkpoints_and_resumes() {
     eprintln!("whole checkpoints after the kill: {found:?}");
     assert!(latest >= 1);
 
-    // Resuming from the latest into the same folder completes; leftovers of an interrupted
-    // save are gone, and metrics.jsonl has every step once.
-    let ckpt = out.join(format!("checkpoint-{latest}"));
-    let resume = args(&["--resume", ckpt.to_str().unwrap()]);
-    let refs: Vec<&str> = resume.iter().map(String::as_str).collect();
-    let run = trainer_env(&refs, &[]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    // Resuming from the latest into the same folder completes (every step once in
+    // metrics.jsonl), and leftovers of an interrupted save are gone.
+    s.resume_to_the_end(&out.join(format!("checkpoint-{latest}")), 6, &save_every);
     models::Weights::from_dir(&dev, &out.join("final")).unwrap();
     let hidden: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
@@ -614,45 +633,13 @@ fn killed_mid_run_leaves_whole_checkpoints_and_resumes() {
         .filter(|n| n.starts_with('.'))
         .collect();
     assert!(hidden.is_empty(), "{hidden:?}");
-    let steps: Vec<u64> = metrics(&out)
-        .iter()
-        .map(|l| l["step"].as_u64().unwrap())
-        .collect();
-    assert_eq!(steps, (1..=6).collect::<Vec<u64>>());
 }
 
 #[test]
 fn ctrl_c_saves_the_state_after_the_step_in_flight_and_resumes() {
     let s = Setup::new();
     let out = s.out();
-    let args = |extra: &[&str]| -> Vec<String> {
-        let mut a: Vec<String> = [
-            "--model",
-            s.model.to_str().unwrap(),
-            "--data",
-            s.data.to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-            "--steps",
-            "40",
-            "--batch-size",
-            "2",
-            "--lr",
-            "1e-3",
-        ]
-        .iter()
-        .map(|x| x.to_string())
-        .collect();
-        a.extend(extra.iter().map(|x| x.to_string()));
-        a
-    };
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(args(&[]))
-        .env("TRAINER_SHADER_CHECKS", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = Setup::spawn(&s.long_run(40, &[]), std::process::Stdio::piped());
     let metrics_file = out.join("metrics.jsonl");
     let started = std::time::Instant::now();
     while std::fs::read_to_string(&metrics_file).map_or(true, |t| t.lines().count() < 1) {
@@ -681,19 +668,7 @@ fn ctrl_c_saves_the_state_after_the_step_in_flight_and_resumes() {
         serde_json::from_slice(&std::fs::read(ckpt.join("trainer_state.json")).unwrap()).unwrap();
     assert_eq!(state["step"], steps);
     // Resuming completes the run, every step in metrics.jsonl once.
-    let resume = args(&["--resume", ckpt.to_str().unwrap()]);
-    let refs: Vec<&str> = resume.iter().map(String::as_str).collect();
-    let run = trainer_env(&refs, &[]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let all: Vec<u64> = metrics(&out)
-        .iter()
-        .map(|l| l["step"].as_u64().unwrap())
-        .collect();
-    assert_eq!(all, (1..=40).collect::<Vec<u64>>());
+    s.resume_to_the_end(&ckpt, 40, &[]);
 }
 
 #[test]

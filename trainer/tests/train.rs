@@ -317,24 +317,11 @@ fn a_held_out_file_is_evaluated_every_n_steps_as_diagnose_scores_it() {
     assert_eq!(m.len(), 6, "four steps and two evaluations");
     assert_eq!(evals[0]["eval_examples"], 4);
     // The same numbers as `trainer diagnose` gives the checkpoint of that step on that file.
-    let ckpt = out.join("checkpoint-2");
-    let diag = trainer(&[
-        "diagnose",
-        "--model",
-        ckpt.to_str().unwrap(),
-        "--data",
-        eval_arg,
-        "--batch-tokens",
-        "4096",
-        "--json",
-    ]);
-    assert!(
-        diag.status.success(),
-        "{}",
-        String::from_utf8_lossy(&diag.stderr)
+    let d = diagnose_json(
+        &out.join("checkpoint-2"),
+        held.path(),
+        &["--batch-tokens", "4096"],
     );
-    let stdout = String::from_utf8_lossy(&diag.stdout);
-    let d: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     let rel = |a: f64, b: f64| (a - b).abs() / b.abs();
     let (nll, p) = (
         evals[0]["eval_nll"].as_f64().unwrap(),
@@ -349,7 +336,6 @@ fn a_held_out_file_is_evaluated_every_n_steps_as_diagnose_scores_it() {
     // Training moved the held-out NLL.
     assert_ne!(evals[0]["eval_nll"], evals[1]["eval_nll"]);
 
-    let data = repo("tests/fixtures/data/tiny_sft.jsonl");
     for (args, says) in [
         (vec!["--eval-every", "2"], "--eval-every needs"),
         (
@@ -360,30 +346,31 @@ fn a_held_out_file_is_evaluated_every_n_steps_as_diagnose_scores_it() {
             vec!["--eval-fraction", "0.5", "--eval-every", "0"],
             "must be positive",
         ),
+        (
+            vec!["--eval-data", "/nonexistent/eval.jsonl"],
+            "/nonexistent/eval.jsonl",
+        ),
     ] {
-        let mut all = vec![
-            "--model",
-            model_dir.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-        ];
-        all.extend(args);
-        let r = trainer(&all);
+        let r = train_on(&model_dir, &out.join("x"), &args);
         let err = String::from_utf8_lossy(&r.stderr);
         assert!(!r.status.success() && err.contains(says), "{err}");
     }
-    let missing = trainer(&[
+}
+
+/// `trainer diagnose --json` of `model` on `data` (+ `extra`), parsed.
+fn diagnose_json(model: &Path, data: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "diagnose",
         "--model",
-        model_dir.to_str().unwrap(),
+        model.to_str().unwrap(),
         "--data",
         data.to_str().unwrap(),
-        "--eval-data",
-        "/nonexistent/eval.jsonl",
-        "--output",
-        out.join("x").to_str().unwrap(),
-    ]);
-    let err = String::from_utf8_lossy(&missing.stderr);
-    assert!(err.contains("/nonexistent/eval.jsonl"), "{err}");
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let d = trainer(&args);
+    assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
+    serde_json::from_str(String::from_utf8_lossy(&d.stdout).trim()).unwrap()
 }
 
 #[test]
@@ -395,19 +382,10 @@ fn the_step_loss_is_the_mean_of_micro_batch_token_means() {
     let model_dir = tmp.path().join("tiny");
     tiny_model(&model_dir);
     let data = repo("tests/fixtures/data/tiny_sft.jsonl");
-    let nll = |file: &Path| -> f64 {
-        let d = trainer(&[
-            "diagnose",
-            "--model",
-            model_dir.to_str().unwrap(),
-            "--data",
-            file.to_str().unwrap(),
-            "--json",
-        ]);
-        assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
-        let v: serde_json::Value =
-            serde_json::from_str(String::from_utf8_lossy(&d.stdout).trim()).unwrap();
-        v["nll"].as_f64().unwrap()
+    let nll = |file: &Path| {
+        diagnose_json(&model_dir, file, &[])["nll"]
+            .as_f64()
+            .unwrap()
     };
     let lines: Vec<String> = std::fs::read_to_string(&data)
         .unwrap()
@@ -487,7 +465,6 @@ fn held_out_examples_are_evaluated_at_the_end() {
         "--eval-fraction",
         "0.5",
     ]);
-    let data = repo("tests/fixtures/data/tiny_sft.jsonl");
     let m = metrics(&out);
     assert_eq!(m.len(), 3, "two steps and the evaluation");
     let eval = &m[2];
@@ -501,13 +478,6 @@ fn held_out_examples_are_evaluated_at_the_end() {
         eval["eval_tokens"].as_u64().unwrap() > 0 && nll > 8.0 && nll < 14.0 && p < 0.01,
         "{eval}"
     );
-    let bad = trainer(&[
-        "--model",
-        model_dir.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--eval-fraction",
-        "1.5",
-    ]);
+    let bad = train_on(&model_dir, &out.join("x"), &["--eval-fraction", "1.5"]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--eval-fraction"));
 }
