@@ -5,7 +5,8 @@ last assistant turn, through the chat template with the generation prompt, token
 special tokens), HF's greedy `generate` output (stopping at the model's eos), its decoded text,
 the answer extracted from it and whether it matches the reference. The answer rules are written
 here independently of the Rust code: the last \\boxed{...}, else the rest of the line after the
-last "the answer is" (closing period dropped), else the last number; answers compared after
+last "the answer is" (closing period dropped), else the last number, else the whole output
+when it is a single line (a bare answer); answers compared after
 normalising (LaTeX wrappers, $, spaces, case, trailing periods, thousands commas) or as numbers.
 Writes tests/fixtures/hf/eval_<model>.json.
 """
@@ -48,7 +49,10 @@ def extract(text):
         if line:
             return line
     nums = re.findall(r"-?\d+(?:[.,]\d+)*", text)
-    return nums[-1] if nums else None
+    if nums:
+        return nums[-1]
+    bare = text.strip()
+    return bare if bare and "\n" not in bare else None
 
 
 def normalize(s):

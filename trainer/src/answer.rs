@@ -1,6 +1,7 @@
 //! Final-answer extraction and comparison for `trainer eval`, in the order math graders use:
-//! the last `\boxed{...}`, else what follows the last "the answer is", else the last number;
-//! then both sides are normalised (LaTeX wrappers, `$`, spaces, case, a trailing period and
+//! the last `\boxed{...}`, else what follows the last "the answer is", else the last number,
+//! else the whole output when it is one line (a bare answer, as the paper's FIGlet evaluation
+//! compares the output itself with the word); then both sides are normalised (LaTeX wrappers, `$`, spaces, case, a trailing period and
 //! thousands separators go) and compared, numerically when both are numbers.
 
 /// The answer a model's output states, or `None` when it states none.
@@ -8,6 +9,13 @@ pub fn extract(text: &str) -> Option<String> {
     last_boxed(text)
         .or_else(|| after_answer_is(text))
         .or_else(|| last_number(text))
+        .or_else(|| bare_line(text))
+}
+
+/// The output itself, trimmed, when it is a single non-empty line.
+fn bare_line(text: &str) -> Option<String> {
+    let line = text.trim();
+    (!line.is_empty() && !line.contains('\n')).then(|| line.to_string())
 }
 
 /// The content of the last `\boxed{...}` (or `\fbox{...}`), braces balanced.
@@ -179,9 +187,15 @@ mod tests {
             ),
             ("3 + 5 = 8 apples, then -12.5 remain", Some("-12.5")),
             ("It costs $1,234.50 in all.", Some("1,234.50")),
-            ("no answer here", None),
-            ("The answer is", None),
-            ("\\boxed{unclosed", None),
+            ("no answer here", Some("no answer here")),
+            ("  S T U D Y\n", Some("S T U D Y")),
+            ("first line\nsecond line", None),
+            (" \n ", None),
+            // A single line is a bare answer, even one that only began to state it.
+            ("The answer is", Some("The answer is")),
+            ("The answer is\n", Some("The answer is")),
+            ("The answer is\nnothing", None),
+            ("\\boxed{unclosed\nand more", None),
         ];
         for (text, want) in cases {
             assert_eq!(extract(text).as_deref(), want, "{text:?}");
@@ -212,6 +226,7 @@ mod tests {
         assert!(matches("8.0", "8"));
         assert!(matches("1,000", "1000"));
         assert!(matches("Hello", "HELLO"));
+        assert!(matches("S T U D Y", "STUDY"));
         assert!(!matches("9", "8"));
         assert!(!matches("0.5", "\\frac{1}{2}"));
         assert!(!matches("", "8"));

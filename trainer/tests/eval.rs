@@ -80,7 +80,7 @@ fn bad_test_files_are_one_line_errors() {
         (
             write(
                 "unstated.jsonl",
-                "{\"prompt\": \"Hi\", \"response\": \"Hello!\"}\n",
+                "{\"prompt\": \"Hi\", \"response\": \"Hello!\\nHow are you?\"}\n",
             ),
             vec![],
             "unstated.jsonl:1: no `answer` field, and its response states no answer".to_string(),

@@ -254,8 +254,20 @@ fn parse_grid(text: &str) -> Grid {
     g
 }
 
+/// `givens` with its blanks filled, in reading order, by the digits of `digits`.
+fn fill(givens: &Grid, digits: &str) -> Grid {
+    let blanks: Vec<usize> = (0..16).filter(|&i| givens[i / 4][i % 4] == 0).collect();
+    assert_eq!(digits.len(), blanks.len(), "{digits:?} for {givens:?}");
+    let mut g = *givens;
+    for (&i, d) in blanks.iter().zip(digits.bytes()) {
+        assert!((b'1'..=b'4').contains(&d), "{digits:?}");
+        g[i / 4][i % 4] = d - b'0';
+    }
+    g
+}
+
 #[test]
-fn sudoku_puzzles_have_exactly_one_solution_and_the_answer_is_it() {
+fn sudoku_puzzles_have_exactly_one_solution_and_the_answer_is_its_blanks() {
     let all = brute_force_grids();
     assert_eq!(all.len(), 288);
     for r in gen::sudoku(150, 5).unwrap() {
@@ -270,14 +282,15 @@ fn sudoku_puzzles_have_exactly_one_solution_and_the_answer_is_it() {
             })
             .collect();
         assert_eq!(fits.len(), 1, "{} solutions of {:?}", fits.len(), r.prompt);
-        let sol = fits[0];
-        let rows: Vec<String> = sol
-            .iter()
-            .map(|row| row.iter().map(|d| d.to_string()).collect())
-            .collect();
-        assert_eq!(r.answer, rows.join(" "));
-        assert_eq!(last_line(&r), format!("The answer is {}.", r.answer));
-        assert_eq!(&parse_grid(&r.response), sol);
+        // The response is the answer and holds nothing the prompt already shows.
+        assert_eq!(r.response, r.answer);
+        assert_eq!(r.answer.len(), blanks);
+        assert_eq!(&fill(&givens, &r.answer), fits[0]);
+        assert!(
+            r.prompt.ends_with("with nothing between them."),
+            "{}",
+            r.prompt
+        );
     }
 }
 
@@ -291,9 +304,13 @@ fn figlet_answers_are_short_uppercase_words_and_the_art_tells_words_apart() {
             "{:?}",
             r.answer
         );
-        assert_eq!(r.response, format!("The answer is {}.", r.answer));
+        let letters: Vec<String> = r.answer.chars().map(String::from).collect();
+        assert_eq!(r.response, letters.join(" "));
         let (question, rest) = r.prompt.split_once("\n\n```\n").unwrap();
-        assert_eq!(question, "What word does this ASCII art spell?");
+        assert_eq!(
+            question,
+            "What word does this ASCII art spell? Answer with its letters only, separated by spaces."
+        );
         let art = rest.strip_suffix("\n```").unwrap();
         assert!(!art.contains("```") && art.lines().count() >= 3, "{art}");
         assert!(!art.contains(&r.answer), "the word is written out in {art}");
@@ -335,24 +352,27 @@ fn label_noise_changes_exactly_round_f_n_train_records_and_no_test_record() {
             let (c, x) = (&clean.train[i], &noisy.train[i]);
             assert_eq!(c.prompt, x.prompt);
             assert_ne!(c.answer, x.answer);
-            assert_eq!(last_line(x), format!("The answer is {}.", x.answer));
             match d {
                 Domain::Arithmetic => {
+                    assert_eq!(last_line(x), format!("The answer is {}.", x.answer));
                     assert!(x.answer.parse::<u64>().is_ok(), "{}", x.answer);
                     let lines = |r: &Record| r.response.lines().count();
                     assert_eq!(lines(c), lines(x));
                 }
-                Domain::Figlet => assert_eq!(c.answer.len(), x.answer.len()),
+                Domain::Figlet => {
+                    assert_eq!(c.answer.len(), x.answer.len());
+                    assert_eq!(x.response.replace(' ', ""), x.answer);
+                }
                 Domain::Sudoku => {
-                    let (g, w) = (parse_grid(&c.response), parse_grid(&x.response));
-                    let diff = (0..16)
-                        .filter(|&k| g[k / 4][k % 4] != w[k / 4][k % 4])
-                        .count();
-                    assert_eq!(diff, 2, "two cells swapped");
+                    assert_eq!(x.response, x.answer);
                     let givens = parse_grid(&x.prompt);
-                    assert!((0..16)
-                        .all(|k| givens[k / 4][k % 4] == 0
-                            || givens[k / 4][k % 4] == w[k / 4][k % 4]));
+                    let (g, w) = (fill(&givens, &c.answer), fill(&givens, &x.answer));
+                    let diff: Vec<usize> = (0..16)
+                        .filter(|&k| g[k / 4][k % 4] != w[k / 4][k % 4])
+                        .collect();
+                    assert_eq!(diff.len(), 2, "two cells swapped");
+                    assert_eq!(diff[0] / 4, diff[1] / 4, "in one row");
+                    assert!(gen::grid::solutions(&w, 1).is_empty(), "still a solution");
                 }
             }
         }

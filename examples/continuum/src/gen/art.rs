@@ -8,10 +8,19 @@ use std::sync::OnceLock;
 use figlet_rs::FIGlet;
 
 use super::words::WORDS;
-use super::{answer_line, Domain, GenError, Record};
+use super::{Domain, GenError, Record};
 use crate::rng::Rng;
 
-pub const QUESTION: &str = "What word does this ASCII art spell?";
+pub const QUESTION: &str =
+    "What word does this ASCII art spell? Answer with its letters only, separated by spaces.";
+
+/// "S T U D Y": the response spells the word letter by letter, so that each letter is a token
+/// of its own (Qwen's and Llama's tokenizers split a bare "STUDY" into one to three pieces, and
+/// the end-of-turn token after them, which any instruct model predicts, would then weigh a
+/// third to a half of the mean probability the diagnostic reports).
+pub fn spelled(word: &str) -> String {
+    word.chars().map(String::from).collect::<Vec<_>>().join(" ")
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Font {
@@ -116,7 +125,7 @@ impl Art {
     pub fn record(&self) -> Record {
         Record {
             prompt: self.prompt(),
-            response: answer_line(self.word),
+            response: spelled(self.word),
             answer: self.word.to_string(),
         }
     }
@@ -141,7 +150,7 @@ impl Art {
         };
         Record {
             prompt: self.prompt(),
-            response: answer_line(wrong),
+            response: spelled(wrong),
             answer: wrong.to_string(),
         }
     }

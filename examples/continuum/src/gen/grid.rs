@@ -1,8 +1,11 @@
 //! 4x4 sudoku (2x2 boxes), a model-weak domain: a solution grid drawn uniformly from all 288,
 //! cells blanked in a seeded order as long as the solution stays unique (checked by a
-//! backtracking solver), 6 to 10 blanks. The response is the solved grid, row by row.
+//! backtracking solver), 6 to 10 blanks. The response is the blanks' digits alone, in reading
+//! order: the givens can be copied from the prompt, so a response that re-printed them would
+//! be mostly tokens any model predicts, and the domain would not be model-weak by the
+//! diagnostic's measure.
 
-use super::{answer_line, distinct, Domain, GenError, Record};
+use super::{distinct, Domain, GenError, Record};
 use crate::rng::Rng;
 
 /// Rows of digits 1-4; 0 is a blank.
@@ -10,6 +13,10 @@ pub type Grid = [[u8; 4]; 4];
 
 pub const INSTRUCTIONS: &str = "Solve this 4x4 sudoku. Fill each _ with a digit from 1 to 4 so \
 that every row, every column and every 2x2 box contains each digit exactly once.";
+
+/// What the prompt asks the answer to look like (after the grid).
+pub const ANSWER_FORMAT: &str = "Answer with the digits that fill the blanks only, in reading \
+order (row by row, left to right), with nothing between them.";
 
 /// Fewest and most blanks a puzzle is drawn with.
 pub const BLANKS: (i64, i64) = (6, 10);
@@ -108,12 +115,12 @@ fn draw(grids: &[Grid], rng: &mut Rng) -> Puzzle {
     }
 }
 
-/// "1234 3412 2143 4321": the rows, digits run together, separated by spaces.
-pub fn answer_string(g: &Grid) -> String {
-    g.iter()
-        .map(|row| row.iter().map(|d| char::from(b'0' + d)).collect::<String>())
-        .collect::<Vec<_>>()
-        .join(" ")
+/// The digits `g` puts in the blanks of `givens`, in reading order, run together: "2314".
+pub fn blank_digits(givens: &Grid, g: &Grid) -> String {
+    (0..16)
+        .filter(|&i| givens[i / 4][i % 4] == 0)
+        .map(|i| char::from(b'0' + g[i / 4][i % 4]))
+        .collect()
 }
 
 /// Rows as "1 _ 3 _" lines.
@@ -135,21 +142,26 @@ pub fn grid_lines(g: &Grid) -> String {
         .join("\n")
 }
 
-fn response(g: &Grid) -> String {
-    format!("{}\n{}", grid_lines(g), answer_line(&answer_string(g)))
-}
-
 impl Puzzle {
     pub fn prompt(&self) -> String {
-        format!("{INSTRUCTIONS}\n\n{}", grid_lines(&self.givens))
+        format!(
+            "{INSTRUCTIONS}\n\n{}\n\n{ANSWER_FORMAT}",
+            grid_lines(&self.givens)
+        )
+    }
+
+    /// The record answering with `g`'s digits in the blanks (the response is the answer).
+    fn answered(&self, g: &Grid) -> Record {
+        let digits = blank_digits(&self.givens, g);
+        Record {
+            prompt: self.prompt(),
+            response: digits.clone(),
+            answer: digits,
+        }
     }
 
     pub fn record(&self) -> Record {
-        Record {
-            prompt: self.prompt(),
-            response: response(&self.solution),
-            answer: answer_string(&self.solution),
-        }
+        self.answered(&self.solution)
     }
 
     /// The solution with two blank cells of one row swapped (they hold different digits in a
@@ -165,11 +177,7 @@ impl Puzzle {
         rng.shuffle(&mut cols);
         let mut wrong = self.solution;
         wrong[r].swap(cols[0], cols[1]);
-        Record {
-            prompt: self.prompt(),
-            response: response(&wrong),
-            answer: answer_string(&wrong),
-        }
+        self.answered(&wrong)
     }
 }
 

@@ -108,7 +108,7 @@ pub fn arithmetic(count: usize, seed: u64) -> Result<Vec<Record>, GenError> {
         .collect())
 }
 
-/// `count` FIGlet renderings of 2-5 letter words; the response is "The answer is WORD.".
+/// `count` FIGlet renderings of 2-5 letter words; the response spells the word: "W O R D".
 pub fn figlet(count: usize, seed: u64) -> Result<Vec<Record>, GenError> {
     Ok(art::generate(count, seed)?
         .iter()
@@ -116,7 +116,7 @@ pub fn figlet(count: usize, seed: u64) -> Result<Vec<Record>, GenError> {
         .collect())
 }
 
-/// `count` 4x4 sudoku puzzles with a unique solution; the response is the solved grid.
+/// `count` 4x4 sudoku puzzles with a unique solution; the response is the blanks' digits.
 pub fn sudoku(count: usize, seed: u64) -> Result<Vec<Record>, GenError> {
     Ok(grid::generate(count, seed)?
         .iter()
@@ -266,9 +266,4 @@ pub fn read_jsonl(path: &Path) -> io::Result<Vec<Record>> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).map_err(io::Error::other))
         .collect()
-}
-
-/// "The answer is X." as the last line of every response.
-pub(crate) fn answer_line(answer: &str) -> String {
-    format!("The answer is {answer}.")
 }

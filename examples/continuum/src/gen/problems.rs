@@ -2,7 +2,7 @@
 //! [`Problem`] drawn from seven templates of one to three operations on small integers with an
 //! integer result, rendered with a short worked solution ending "The answer is N.".
 
-use super::{answer_line, distinct, Domain, GenError, Record};
+use super::{distinct, Domain, GenError, Record};
 use crate::rng::Rng;
 
 /// A person in a problem: name and pronouns (subject, possessive, object).
@@ -340,4 +340,9 @@ impl Problem {
             }
         }
     }
+}
+
+/// "The answer is N.": the last line of every response, as math graders expect it.
+fn answer_line(answer: &str) -> String {
+    format!("The answer is {answer}.")
 }
