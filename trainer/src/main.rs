@@ -167,8 +167,9 @@ enum Command {
     /// paper's model-capability continuum), the objectives' values, and which alpha to use.
     Diagnose(Box<DiagnoseArgs>),
     /// Accuracy on a test file: greedy generation with the KV cache on each prompt, the final
-    /// answer extracted (\boxed{...}, "The answer is ...", else the last number) and compared
-    /// with the reference after normalising; writes a JSON report.
+    /// answer extracted (\boxed{...}, "The answer is ...", else the last number, else a
+    /// one-line output as it is) and compared with the reference after normalising; writes a
+    /// JSON report.
     Eval(Box<EvalArgs>),
     /// Show the adapter the engine picks (WGPU_BACKEND and TRAINER_ADAPTER choose), its
     /// features and limits.
