@@ -33,3 +33,39 @@ fn tiny_run_weighs_every_compute() {
     }
     assert!(act(0) > act(1) && act(1) > act(3), "{stdout}");
 }
+
+/// `-offload` keeps AdamW's moments in host memory: between steps the GPU holds the weights
+/// alone (a third of weights + two moments, up to the pool's size classes), and everything
+/// the forward adds is the same bytes as without.
+#[test]
+fn offloaded_moments_leave_the_gpu() {
+    let (rows, stdout) = common::run_rows(
+        env!("CARGO_BIN_EXE_membench"),
+        &[
+            "--model",
+            "tiny",
+            "--target",
+            "2x32",
+            "--compute",
+            "f16,f16-offload",
+        ],
+    );
+    assert_eq!(rows.len(), 2, "{stdout}");
+    let points = |r: &serde_json::Value| r["bytes"].as_object().unwrap().clone();
+    let (on_gpu, on_host) = (points(&rows[0]), points(&rows[1]));
+    for (key, dev) in &on_gpu {
+        let at = |v: &serde_json::Value, i: usize| v[i].as_f64().unwrap();
+        let host = &on_host[key];
+        let (state_dev, state_host) = (at(dev, 0), at(host, 0));
+        let third = state_dev / 3.0;
+        assert!(
+            (state_host - third).abs() <= 0.01 * third,
+            "{key}: {state_host} bytes between steps offloaded, {state_dev} not"
+        );
+        assert_eq!(
+            at(dev, 1) - at(host, 1),
+            state_dev - state_host,
+            "{key}: forward"
+        );
+    }
+}

@@ -97,6 +97,10 @@ pub enum Error {
         vocab: usize,
     },
 
+    /// A call made out of order (an optimizer's moments placed after they exist).
+    #[error("{op}: {reason}")]
+    Misuse { op: &'static str, reason: String },
+
     // --- autograd ---
     #[error("backward: {0}")]
     Backward(String),

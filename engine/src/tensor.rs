@@ -290,6 +290,24 @@ impl Tensor {
         })
     }
 
+    /// Overwrite the first `data.len()` elements of an f32 tensor (ordered with the pending
+    /// dispatches, like an op).
+    pub(crate) fn write_prefix(&self, data: &[f32]) -> Result<()> {
+        self.expect_dtype("write_prefix", DType::F32)?;
+        check_prefix("write_prefix", data.len(), self.elem_count())?;
+        self.0
+            .device
+            .upload(&self.0.storage, bytemuck::cast_slice(data))
+    }
+
+    /// The first `n` elements of an f32 tensor, on the host. Submits pending work and waits.
+    pub(crate) fn read_prefix(&self, n: usize) -> Result<Vec<f32>> {
+        self.expect_dtype("read_prefix", DType::F32)?;
+        check_prefix("read_prefix", n, self.elem_count())?;
+        let bytes = self.0.device.download(&self.0.storage, (n * 4) as u64)?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
     /// Copy a u32 tensor to the host.
     pub fn to_vec_u32(&self) -> Result<Vec<u32>> {
         self.expect_dtype("to_vec_u32", DType::U32)?;
@@ -403,6 +421,20 @@ fn check_len(op: &'static str, len: usize, shape: &[usize]) -> Result<()> {
             len,
             shape: shape.to_vec(),
             expected,
+        })
+    }
+}
+
+/// `len` elements fit a tensor of `count`.
+fn check_prefix(op: &'static str, len: usize, count: usize) -> Result<()> {
+    if len <= count {
+        Ok(())
+    } else {
+        Err(Error::DataLength {
+            op,
+            len,
+            shape: vec![count],
+            expected: count,
         })
     }
 }

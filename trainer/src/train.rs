@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use engine::ops::objective::{lm_head_objective, Objective};
-use engine::ops::optim::{AdamW, ParamState};
+use engine::ops::optim::{AdamW, Moment, ParamState};
 use engine::{Gradients, Tensor};
 use models::{Model, SaveDtype};
 use serde_json::json;
@@ -65,6 +65,8 @@ pub struct TrainOptions {
     pub max_bad_steps: usize,
     /// Time every GPU kernel of this (1-based) step into OUTPUT/profile.{json,txt}.
     pub profile_step: Option<usize>,
+    /// Keep AdamW's moments in host memory (8 bytes a parameter off the GPU).
+    pub offload_optimizer: bool,
 }
 
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
@@ -216,7 +218,14 @@ fn load_checkpoint(
         };
         let m = model.param_from_hf(p, &moments, "m.")?;
         let v = model.param_from_hf(p, &moments, "v.")?;
-        adam.set_state(&p.tensor, ParamState { m, v, step: pstep })?;
+        adam.set_state(
+            &p.tensor,
+            ParamState {
+                m: Moment::Device(m),
+                v: Moment::Device(v),
+                step: pstep,
+            },
+        )?;
     }
     adam.set_steps(field("optimizer_steps")?);
     if let (Some(scale), Some(good)) = (
@@ -299,6 +308,7 @@ pub fn train(
     adam.beta2 = opts.beta2;
     adam.eps = opts.eps;
     adam.weight_decay = opts.weight_decay;
+    adam.set_offload(opts.offload_optimizer)?;
     let mut scaler = LossScaler::new(opts.compute.precision == models::Precision::F16)
         .with_initial(opts.initial_loss_scale);
     let mut progress = Progress::default();

@@ -259,6 +259,41 @@ fn resumed_run_continues_exactly() {
         );
         assert_eq!(x["lr"], y["lr"]);
     }
+    // Moments in host memory: the same run, bit for bit (the same kernel updates them), its
+    // checkpoint the same bytes; and it resumes from the run that kept them on the GPU.
+    let (d, e) = (tmp.path().join("d"), tmp.path().join("e"));
+    run(&["--offload-optimizer".into()], &d);
+    let ckpt_str = ckpt.to_string_lossy().into_owned();
+    run(
+        &["--offload-optimizer".into(), "--resume".into(), ckpt_str],
+        &e,
+    );
+    let same = |x: &[serde_json::Value], y: &[serde_json::Value], what: &str| {
+        assert_eq!(x.len(), y.len(), "{what}");
+        for (x, y) in x.iter().zip(y) {
+            for key in ["step", "loss", "grad_norm", "mean_p", "lr"] {
+                assert_eq!(x[key], y[key], "{what}: {key} at step {}", x["step"]);
+            }
+        }
+    };
+    let md = metrics(&d);
+    same(&ma, &md, "offloaded run");
+    // ... with the moments off the GPU: the pool's peak is lower by about their size.
+    let peak = |m: &[serde_json::Value]| m.last().unwrap()["gpu_peak_mib"].as_f64().unwrap();
+    assert!(
+        peak(&md) < peak(&ma),
+        "peak {} MiB offloaded, {} MiB not",
+        peak(&md),
+        peak(&ma)
+    );
+    same(&mb, &metrics(&e), "offloaded resume");
+    let bytes = |p: std::path::PathBuf| std::fs::read(p).unwrap();
+    for file in [
+        "checkpoint-10/optimizer.safetensors",
+        "final/model.safetensors",
+    ] {
+        assert!(bytes(a.join(file)) == bytes(d.join(file)), "{file} differs");
+    }
     // A different batch size cannot continue this run.
     let mut bad: Vec<&str> = args.to_vec();
     let at = bad.iter().position(|a| *a == "--batch-size").unwrap();

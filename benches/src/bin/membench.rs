@@ -16,7 +16,8 @@
 //! (the f16 blocks path), which grow with T^2 and live within one layer, are not in it.
 //!
 //! `membench [--model qwen2.5-1.5b|qwen2.5-0.5b|tiny] [--tokens 16,32] [--target 4x1024]
-//! [--compute f32,f16,f16-flash,f16-recompute]`: one JSON object per compute on stdout, a
+//! [--compute f32,f16,f16-flash,f16-recompute[-offload]]`: one JSON object per compute on
+//! stdout (`-offload`: AdamW's moments in host memory, their transit buffers on the GPU), a
 //! table on stderr. At Qwen2.5-1.5B each compute takes about 6 minutes on lavapipe (2 cores).
 
 use anyhow::{bail, Context, Result};
@@ -30,21 +31,40 @@ struct Args {
     model: String,
     tokens: (usize, usize),
     target: (usize, usize),
-    computes: Vec<(String, Compute)>,
+    computes: Vec<(String, Setup)>,
 }
 
-fn compute(name: &str) -> Result<Compute> {
-    let (precision, recompute, attention) = match name {
+/// What a step is weighed with: the model's compute, and whether AdamW's moments live in
+/// host memory.
+#[derive(Debug, Clone, Copy)]
+struct Setup {
+    compute: Compute,
+    offload: bool,
+}
+
+/// `f32`, `f16`, `f16-flash` or `f16-recompute`, each optionally followed by `-offload`.
+fn setup(name: &str) -> Result<Setup> {
+    let (base, offload) = match name.strip_suffix("-offload") {
+        Some(base) => (base, true),
+        None => (name, false),
+    };
+    let (precision, recompute, attention) = match base {
         "f32" => (Precision::F32, false, AttentionPath::Flash),
         "f16" => (Precision::F16, false, AttentionPath::Blocks),
         "f16-flash" => (Precision::F16, false, AttentionPath::Flash),
         "f16-recompute" => (Precision::F16, true, AttentionPath::Blocks),
-        other => bail!("--compute {other:?}: expected f32, f16, f16-flash or f16-recompute"),
+        other => bail!(
+            "--compute {other:?}: expected f32, f16, f16-flash or f16-recompute, \
+             each optionally followed by -offload"
+        ),
     };
-    Ok(Compute {
-        precision,
-        recompute,
-        attention,
+    Ok(Setup {
+        compute: Compute {
+            precision,
+            recompute,
+            attention,
+        },
+        offload,
     })
 }
 
@@ -83,13 +103,13 @@ fn parse_args() -> Result<Args> {
         bail!("--tokens N1,N2 needs 0 < N1 < N2");
     }
     for name in computes.split(',') {
-        a.computes.push((name.to_string(), compute(name)?));
+        a.computes.push((name.to_string(), setup(name)?));
     }
     Ok(a)
 }
 
 const USAGE: &str = "membench [--model qwen2.5-1.5b|qwen2.5-0.5b|tiny] [--tokens 16,32] \
-[--target 4x1024] [--compute f32,f16,f16-flash,f16-recompute]";
+[--target 4x1024] [--compute f32,f16,f16-flash,f16-recompute[-offload]]";
 
 /// The pool's bytes at the points of one training step of `layers` layers on `tokens` tokens
 /// (one sequence), after a first step that allocates the optimizer's moments.
@@ -111,14 +131,15 @@ fn weigh_step(
     cfg: &Config,
     layers: usize,
     tokens: usize,
-    c: Compute,
+    c: Setup,
 ) -> Result<Weighed> {
     let mut cfg = cfg.clone();
     cfg.num_hidden_layers = layers;
     let model = Model::new(&cfg, &Weights::random(dev, 7), true)?;
-    model.set_compute(c);
+    model.set_compute(c.compute);
     let mb = random_batch(cfg.vocab_size, 1, tokens, 3);
     let mut tr = Trainer::new(&model, 1e-5);
+    tr.adam.set_offload(c.offload)?;
     let objective = Objective::FAlpha(1.0);
     tr.step(&mb, &objective)?;
     dev.sync()?;
@@ -165,7 +186,7 @@ impl Fit {
     }
 }
 
-fn weigh(dev: &Device, cfg: &Config, a: &Args, name: &str, c: Compute) -> Result<Value> {
+fn weigh(dev: &Device, cfg: &Config, a: &Args, name: &str, c: Setup) -> Result<Value> {
     let (n1, n2) = a.tokens;
     let w = |l, n| weigh_step(dev, cfg, l, n, c);
     let (w11, w21, w12, w22) = (w(1, n1)?, w(2, n1)?, w(1, n2)?, w(2, n2)?);

@@ -1,6 +1,9 @@
 //! AdamW with torch.optim.AdamW's semantics as one fused in-place kernel per parameter, the
 //! global L2 norm of a list of gradients, and clipping by it (torch's `clip_grad_norm_`)
 //! without a host round trip: the clip scale stays in a small GPU buffer the step kernel reads.
+//! The moments (8 bytes a parameter, half of what training holds between steps) can live in
+//! host memory instead ([`AdamW::set_offload`]): each parameter's pair then travels to the GPU
+//! for its update and back, through one pair of buffers the size of the largest parameter.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -14,13 +17,40 @@ use crate::error::{Error, Result};
 use crate::ops::run;
 use crate::tensor::{Tensor, TensorId};
 
+/// Where a moment lives: on the GPU (an f32 tensor of the parameter's shape), or in host
+/// memory (its elements in row-major order) when the optimizer offloads.
+#[derive(Debug, Clone)]
+pub enum Moment {
+    Device(Tensor),
+    Host(Vec<f32>),
+}
+
+impl Moment {
+    /// The elements, on the host (a download for a device moment).
+    pub fn to_vec(&self) -> Result<Vec<f32>> {
+        match self {
+            Moment::Device(t) => t.to_vec(),
+            Moment::Host(v) => Ok(v.clone()),
+        }
+    }
+
+    /// This moment where `offload` says moments live: host memory, or a tensor of `shape`.
+    fn placed(self, dev: &Device, shape: &[usize], offload: bool) -> Result<Moment> {
+        Ok(match (self, offload) {
+            (Moment::Device(t), true) => Moment::Host(t.to_vec()?),
+            (Moment::Host(v), false) => Moment::Device(Tensor::from_slice(dev, &v, shape)?),
+            (m, _) => m,
+        })
+    }
+}
+
 /// The moments of one parameter and its own step count (as torch keeps them).
 #[derive(Debug, Clone)]
 pub struct ParamState {
     /// First moment (exp_avg), f32, the parameter's shape.
-    pub m: Tensor,
+    pub m: Moment,
     /// Second moment (exp_avg_sq), f32, the parameter's shape.
-    pub v: Tensor,
+    pub v: Moment,
     /// Number of updates this parameter has had.
     pub step: u64,
 }
@@ -42,6 +72,7 @@ pub struct AdamW {
     pub inv_loss_scale: f32,
     state: HashMap<TensorId, ParamState>,
     steps: u64,
+    offload: bool,
 }
 
 const OP: &str = "adamw";
@@ -119,6 +150,7 @@ impl AdamW {
             inv_loss_scale: 1.0,
             state: HashMap::new(),
             steps: 0,
+            offload: false,
         }
     }
 
@@ -180,16 +212,32 @@ impl AdamW {
         stats: Tensor,
     ) -> Result<StepStats> {
         // Every moment exists before any parameter moves, so running out of memory here
-        // leaves the state of the previous step whole.
+        // leaves the state of the previous step whole; offloaded, so do the GPU buffers the
+        // moments travel through.
         for &(p, _) in pairs {
             if let Entry::Vacant(e) = self.state.entry(p.id()) {
+                let zeros = || -> Result<Moment> {
+                    Ok(if self.offload {
+                        Moment::Host(vec![0.0; p.elem_count()])
+                    } else {
+                        Moment::Device(Tensor::zeros(dev, p.shape(), DType::F32)?)
+                    })
+                };
                 e.insert(ParamState {
-                    m: Tensor::zeros(dev, p.shape(), DType::F32)?,
-                    v: Tensor::zeros(dev, p.shape(), DType::F32)?,
+                    m: zeros()?,
+                    v: zeros()?,
                     step: 0,
                 });
             }
         }
+        let largest = pairs.iter().map(|(p, _)| p.elem_count()).max();
+        let transit = match largest {
+            Some(n) if self.offload => Some((
+                Tensor::uninit(dev, OP, &[n], DType::F32)?,
+                Tensor::uninit(dev, OP, &[n], DType::F32)?,
+            )),
+            _ => None,
+        };
         for &(p, g) in pairs {
             let st = self
                 .state
@@ -208,16 +256,50 @@ impl AdamW {
                 },
             );
             // The parameter is the output binding: its storage is updated in place.
-            run(OP, &launch, &[p, &st.m, &st.v, g, &stats])?;
-            for t in [p, &st.m, &st.v] {
-                t.mark_written();
+            match (&mut st.m, &mut st.v, &transit) {
+                (Moment::Device(m), Moment::Device(v), None) => {
+                    run(OP, &launch, &[p, m, v, g, &stats])?;
+                    m.mark_written();
+                    v.mark_written();
+                }
+                (Moment::Host(m), Moment::Host(v), Some((tm, tv))) => {
+                    // The kernel reads and writes the first elem_count elements only.
+                    tm.write_prefix(m)?;
+                    tv.write_prefix(v)?;
+                    run(OP, &launch, &[p, tm, tv, g, &stats])?;
+                    *m = tm.read_prefix(m.len())?;
+                    *v = tv.read_prefix(v.len())?;
+                }
+                _ => unreachable!("set_offload and set_state place every moment"),
             }
+            p.mark_written();
         }
         self.steps += 1;
         Ok(StepStats {
             norm_and_scale: stats,
             updated: pairs.len(),
         })
+    }
+
+    /// Keep the moments in host memory (`true`) or on the GPU; chosen before the first step
+    /// (restored states follow it: [`AdamW::set_state`] moves them). The updates are the same
+    /// either way (the same kernel reads and writes the moments); offloaded, each step moves
+    /// 16 bytes a parameter between host and GPU.
+    pub fn set_offload(&mut self, offload: bool) -> Result<()> {
+        if offload != self.offload && !self.state.is_empty() {
+            return Err(Error::Misuse {
+                op: "adamw_set_offload",
+                reason: "moments exist already: choose where they live before the first step"
+                    .into(),
+            });
+        }
+        self.offload = offload;
+        Ok(())
+    }
+
+    /// Whether the moments live in host memory.
+    pub fn offloaded(&self) -> bool {
+        self.offload
     }
 
     /// The moments and step count of `param`, once it has been updated (for checkpoints).
@@ -230,15 +312,35 @@ impl AdamW {
         self.state.iter()
     }
 
-    /// Restore the state of `param` (from a checkpoint): `m` and `v` must be f32 tensors of
-    /// the parameter's shape on its device.
+    /// Restore the state of `param` (from a checkpoint): `m` and `v` must hold as many f32
+    /// elements as the parameter (tensors: of its shape, on its device); they are moved where
+    /// this optimizer keeps moments.
     pub fn set_state(&mut self, param: &Tensor, state: ParamState) -> Result<()> {
         const OP: &str = "adamw_set_state";
-        for t in [&state.m, &state.v] {
-            t.check_same_device(OP, param)?;
-            t.expect_dtype(OP, DType::F32)?;
-            param.expect_same_shape(OP, t)?;
+        for m in [&state.m, &state.v] {
+            match m {
+                Moment::Device(t) => {
+                    t.check_same_device(OP, param)?;
+                    t.expect_dtype(OP, DType::F32)?;
+                    param.expect_same_shape(OP, t)?;
+                }
+                Moment::Host(v) if v.len() != param.elem_count() => {
+                    return Err(Error::DataLength {
+                        op: OP,
+                        len: v.len(),
+                        shape: param.shape().to_vec(),
+                        expected: param.elem_count(),
+                    })
+                }
+                Moment::Host(_) => {}
+            }
         }
+        let dev = param.device();
+        let state = ParamState {
+            m: state.m.placed(dev, param.shape(), self.offload)?,
+            v: state.v.placed(dev, param.shape(), self.offload)?,
+            step: state.step,
+        };
         self.state.insert(param.id(), state);
         Ok(())
     }
