@@ -221,3 +221,38 @@ fn cast_cache_reuses_its_copy_until_the_tensor_is_written() {
         w.to_vec().unwrap()
     );
 }
+
+#[test]
+fn cast_cache_without_retention_casts_at_each_use_and_keeps_nothing() {
+    use engine::ops::cast::CastCache;
+    let dev = dev();
+    let mut r = rng(10);
+    let w = tensor(&randn(&mut r, 40 * 3), &[40, 3]).var();
+    let fresh = engine::no_grad(|| w.to_dtype(DType::F16).unwrap());
+    let cache = CastCache::new();
+    drop(cache.cast(&w, DType::F16).unwrap());
+    let held = dev.pool_stats().in_use;
+    // Turning retention off drops the copy held; each use then casts and keeps nothing.
+    cache.set_retain(false);
+    let base = dev.pool_stats().in_use;
+    assert!(base < held, "the retained copy was not released");
+    for _ in 0..2 {
+        let before = dev.counters();
+        let copy = cache.cast(&w, DType::F16).unwrap();
+        assert_eq!((dev.counters() - before).dispatches, 1);
+        assert_eq!(f16_bits(&copy), f16_bits(&fresh));
+        // Still a cast on the tape: the gradient reaches w, in f32.
+        let g = randn(&mut r, 120);
+        let grads = weighted_grads(&[copy], &[tensor(&g, &[40, 3])]);
+        assert_eq!(grads.get(&w).unwrap().to_vec().unwrap(), g);
+        drop(grads);
+        assert_eq!(dev.pool_stats().in_use, base);
+    }
+    // Back on: the next use is kept and reused.
+    cache.set_retain(true);
+    let kept = cache.cast(&w, DType::F16).unwrap();
+    let before = dev.counters();
+    let again = cache.cast(&w, DType::F16).unwrap();
+    assert_eq!((dev.counters() - before).dispatches, 0);
+    assert_eq!(f16_bits(&again), f16_bits(&kept));
+}

@@ -627,8 +627,17 @@ impl Model {
     }
 
     /// How later forward passes compute (precision, recomputation).
+    /// With recomputation, the decoder layers' f16 weight copies are made at each use and
+    /// not kept: a recomputed layer's copies then live only through its own backward (one
+    /// layer's worth at a time, not 2 bytes for every parameter), for one cast pass over the
+    /// layer weights per forward and per recomputation.
     pub fn set_compute(&self, compute: Compute) {
         self.compute.set(compute);
+        for (_, lin) in self.layers.iter().flat_map(DecoderLayer::linears) {
+            for cast in &lin.casts {
+                cast.set_retain(!compute.recompute);
+            }
+        }
     }
 
     pub fn compute(&self) -> Compute {

@@ -316,3 +316,50 @@ fn recomputation_lowers_peak_memory() {
         "peak: {plain} bytes plain, {recomputed} with recomputation"
     );
 }
+
+#[test]
+fn recomputed_f16_layers_keep_no_weight_copies() {
+    // Between passes, f16 keeps a copy of every layer weight for the next pass; recomputed
+    // layers cast at each use, so their copies live only through their own backward.
+    let config = r#"{"model_type": "llama", "hidden_size": 64, "intermediate_size": 256,
+        "num_hidden_layers": 8, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "rms_norm_eps": 1e-5, "vocab_size": 128, "tie_word_embeddings": true,
+        "rope_theta": 10000.0, "max_position_embeddings": 256}"#;
+    let config = Config::from_json(config, std::path::Path::new("config.json")).unwrap();
+    let dev = device();
+    let model = Model::new(&config, &Weights::random(&dev, 4), true).unwrap();
+    let ids: Vec<u32> = (0..128).map(|i| (i * 53 % 128) as u32).collect();
+    let layer_f16_bytes: usize = model
+        .parameters()
+        .iter()
+        .filter(|(name, p)| name.contains("layers.") && p.rank() == 2)
+        .map(|(_, p)| 2 * p.elem_count())
+        .sum();
+    let mut kept = Vec::new();
+    let mut grads_seen = Vec::new();
+    for recompute in [false, true] {
+        model.set_compute(Compute {
+            precision: Precision::F16,
+            recompute,
+            ..Default::default()
+        });
+        let before = dev.pool_stats().in_use;
+        let loss = next_token_loss(&model.forward(&ids, 2, 64).unwrap(), &ids, 2, 64);
+        let grads = loss.backward().unwrap();
+        drop(loss);
+        grads_seen.push(
+            model
+                .parameters()
+                .iter()
+                .map(|(_, p)| grads.get(p).unwrap().to_vec().unwrap())
+                .collect::<Vec<_>>(),
+        );
+        drop(grads);
+        kept.push(dev.pool_stats().in_use - before);
+    }
+    eprintln!("kept after a step: {kept:?} bytes; layer weights in f16: {layer_f16_bytes}");
+    assert!(kept[0] as usize >= layer_f16_bytes, "{kept:?}");
+    assert!((kept[1] as usize) < layer_f16_bytes / 8, "{kept:?}");
+    // The same casts, so the same gradients, bit for bit.
+    assert_eq!(grads_seen[0], grads_seen[1]);
+}

@@ -118,7 +118,8 @@ struct TrainArgs {
     #[arg(long, value_enum, default_value = "auto")]
     precision: PrecisionArg,
     /// Recompute each decoder layer in the backward pass instead of keeping its activations
-    /// (activation checkpointing: less memory for one more forward pass of compute).
+    /// (activation checkpointing: less memory for one more forward pass of compute); with
+    /// f16, the layers' f16 weight copies are then made at each use instead of kept.
     #[arg(long)]
     recompute: bool,
     /// Keep AdamW's moments in host memory: 8 bytes a parameter off the GPU (a 7B model's

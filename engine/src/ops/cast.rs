@@ -1,7 +1,7 @@
 //! f32 <-> f16 casts (`Tensor::to_dtype`) and their backward rule. Gradients are always f32,
 //! so the gradient of a cast is the incoming gradient as f32, whichever way the cast went.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -44,9 +44,23 @@ impl Tensor {
 /// use and reused while the tensor is unchanged: once an op writes the tensor in place (an
 /// optimizer step; see [`Tensor::version`]), the next use casts it again. Each use stands on
 /// the tape for a cast of the tensor, so gradients reach it as through
-/// [`Tensor::to_dtype`]. Clones share the copy.
-#[derive(Clone, Default)]
-pub struct CastCache(Rc<RefCell<Option<Cached>>>);
+/// [`Tensor::to_dtype`]. Clones share the copy. With retention off
+/// ([`CastCache::set_retain`]) every use casts afresh and nothing is kept: the copy lives only
+/// as long as the tape or the caller holds it.
+#[derive(Clone)]
+pub struct CastCache {
+    slot: Rc<RefCell<Option<Cached>>>,
+    retain: Rc<Cell<bool>>,
+}
+
+impl Default for CastCache {
+    fn default() -> CastCache {
+        CastCache {
+            slot: Rc::default(),
+            retain: Rc::new(Cell::new(true)),
+        }
+    }
+}
 
 struct Cached {
     source: Arc<Storage>,
@@ -61,15 +75,17 @@ impl CastCache {
 
     /// `t.to_dtype(dtype)`, cast only when `t` (or the dtype asked) differs from last time.
     pub fn cast(&self, t: &Tensor, dtype: DType) -> Result<Tensor> {
-        if t.dtype() == dtype {
-            return Ok(t.clone());
+        if t.dtype() == dtype || !self.retain.get() {
+            return t.to_dtype(dtype);
         }
-        let mut slot = self.0.borrow_mut();
+        let mut slot = self.slot.borrow_mut();
         let fresh = matches!(&*slot, Some(c) if Arc::ptr_eq(&c.source, t.storage())
             && c.version == t.version()
             && c.copy.dtype() == dtype
             && c.copy.shape() == t.shape());
         if !fresh {
+            // The stale copy goes back to the pool before the new one is made.
+            slot.take();
             let copy = crate::no_grad(|| t.detach().to_dtype(dtype))?;
             *slot = Some(Cached {
                 source: t.storage().clone(),
@@ -83,7 +99,16 @@ impl CastCache {
 
     /// Drop the copy (its memory goes back to the pool).
     pub fn clear(&self) {
-        self.0.borrow_mut().take();
+        self.slot.borrow_mut().take();
+    }
+
+    /// Keep the copy between uses (the default), or cast at every use and keep nothing
+    /// (the copy held now is dropped).
+    pub fn set_retain(&self, retain: bool) {
+        self.retain.set(retain);
+        if !retain {
+            self.clear();
+        }
     }
 }
 
