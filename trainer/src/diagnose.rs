@@ -19,7 +19,12 @@ pub fn token_probs(
     max_batch_tokens: usize,
     pad_id: u32,
 ) -> models::Result<Vec<Vec<f64>>> {
-    let order: Vec<usize> = (0..ds.examples.len()).collect();
+    // Longest first: micro-batches of similar lengths pad little, and the first one tells
+    // at once whether the longest example fits. An example's probabilities do not depend on
+    // its batch-mates (right padding, causal attention) beyond the rounding of kernels chosen
+    // by shape.
+    let mut order: Vec<usize> = (0..ds.examples.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(ds.examples[i].ids.len()));
     let mut probs = vec![Vec::new(); ds.examples.len()];
     let dev = model.device().clone();
     for group in micro_batches(&ds.examples, &order, 64, max_batch_tokens) {

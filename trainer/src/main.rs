@@ -546,6 +546,12 @@ fn run_training(args: &TrainArgs) -> Result<()> {
             (true, true) => ", layers recomputed in backward, optimizer moments in host memory",
         }
     );
+    let parameters: u64 = model
+        .parameters()
+        .iter()
+        .map(|(_, t)| t.elem_count() as u64)
+        .sum();
+    eprintln!("{}", trainer::train::state_summary(parameters, &opts));
     // Ctrl-C or SIGTERM: finish the step in flight, save the state after it, exit 130; a
     // second one quits at once.
     let handler = ctrlc::set_handler(|| {

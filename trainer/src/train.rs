@@ -627,3 +627,35 @@ fn evaluate(
         "eval_mean_p": mean_p,
     }))
 }
+
+/// What the run's state takes on the GPU before any activation, in GiB: f32 weights and
+/// gradients (8 bytes a parameter), AdamW's two moments (8, none when offloaded) and, in
+/// f16, the weights' f16 copies (2, one layer's with recomputation, which is left out). One
+/// line for the log, so that a model's fit can be judged before the first step.
+pub fn state_summary(parameters: u64, opts: &TrainOptions) -> String {
+    let gib = |bytes_per_param: u64| (parameters * bytes_per_param) as f64 / (1u64 << 30) as f64;
+    let f16 = opts.compute.precision == models::Precision::F16;
+    let copies = f16 && !opts.compute.recompute;
+    let total = 8 + if opts.offload_optimizer { 0 } else { 8 } + if copies { 2 } else { 0 };
+    let mut parts = vec![format!("weights and gradients {:.1}", gib(8))];
+    parts.push(if opts.offload_optimizer {
+        format!("AdamW moments in host memory ({:.1})", gib(8))
+    } else {
+        format!(
+            "AdamW moments {:.1} (--offload-optimizer moves them to host memory)",
+            gib(8)
+        )
+    });
+    if copies {
+        parts.push(format!(
+            "f16 weight copies {:.1} (--recompute: one layer's)",
+            gib(2)
+        ));
+    }
+    format!(
+        "{:.2}B parameters: {:.1} GiB on the GPU before activations ({})",
+        parameters as f64 / 1e9,
+        gib(total),
+        parts.join(", ")
+    )
+}

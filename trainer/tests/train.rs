@@ -262,7 +262,17 @@ fn resumed_run_continues_exactly() {
     // Moments in host memory: the same run, bit for bit (the same kernel updates them), its
     // checkpoint the same bytes; and it resumes from the run that kept them on the GPU.
     let (d, e) = (tmp.path().join("d"), tmp.path().join("e"));
-    run(&["--offload-optimizer".into()], &d);
+    let mut offloaded: Vec<&str> = args.to_vec();
+    offloaded.push("--offload-optimizer");
+    let out = train_on(&model_dir, &d, &offloaded);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    // The log says what the state takes on the GPU, the moments being elsewhere.
+    assert!(
+        log.contains("GiB on the GPU before activations")
+            && log.contains("AdamW moments in host memory"),
+        "{log}"
+    );
     let ckpt_str = ckpt.to_string_lossy().into_owned();
     run(
         &["--offload-optimizer".into(), "--resume".into(), ckpt_str],
