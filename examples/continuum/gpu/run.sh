@@ -32,7 +32,7 @@ nvidia-smi -L 2>&1 | tee "$OUT/run.log"
 set -x
 # shellcheck disable=SC2086
 .stage/bin/continuum run --trainer .stage/bin/trainer --model "$model" --out /tmp/continuum \
-    ${CONTINUUM_ARGS:---train 512 --test 64 --steps 32 --batch-size 16 --lr 2e-5 \
+    ${CONTINUUM_ARGS:---train 512 --test 64 --steps 32 --batch-size 16 --lr 5e-5 \
     --max-new-tokens 48 --label-noise 0.2} 2>&1 | tee -a "$OUT/run.log"
 rc=${PIPESTATUS[0]}
 set +x

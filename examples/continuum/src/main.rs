@@ -57,8 +57,8 @@ struct RunArgs {
     /// Optimizer steps per training run.
     #[arg(long, default_value_t = 100)]
     steps: usize,
-    /// Peak learning rate.
-    #[arg(long, default_value_t = 2e-5)]
+    /// Peak learning rate (the paper's scripts use 5e-5 for math and FIGlet alike).
+    #[arg(long, default_value_t = 5e-5)]
     lr: f64,
     /// Sequences per optimizer step.
     #[arg(long, default_value_t = 16)]
