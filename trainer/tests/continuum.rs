@@ -61,3 +61,26 @@ fn continuum_pipeline_runs_end_to_end_on_smollm2() {
         assert!(out.path().join(f).exists(), "{f}");
     }
 }
+
+/// The puzzles' evaluations stop at 16 new tokens (`Domain::max_new_tokens`): every answer the
+/// generators can write, and the end of the turn after it, fits that in both models'
+/// tokenizers.
+#[test]
+fn puzzle_answers_fit_their_generation_budget() {
+    for name in ["smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct"] {
+        let dir = models::trainer_cache().join("models").join(name);
+        let tok = models::Tokenizer::from_dir(&dir)
+            .unwrap_or_else(|e| panic!("{e}: run `python3 scripts/fetch_models.py`"));
+        for domain in [Domain::Figlet, Domain::Sudoku] {
+            let budget = domain.max_new_tokens(usize::MAX);
+            let records = domain.generate(2000, 3).unwrap();
+            let longest = records
+                .iter()
+                .map(|r| tok.encode(&r.response, false).unwrap().len() + 1)
+                .max()
+                .unwrap();
+            assert!(longest <= budget, "{name} {domain}: {longest} tokens");
+        }
+        assert_eq!(Domain::Arithmetic.max_new_tokens(300), 300);
+    }
+}

@@ -246,6 +246,7 @@ pub fn read_eval(path: &Path, command: &str) -> Result<Eval, RunError> {
 
 fn eval(
     cfg: &RunConfig,
+    domain: Domain,
     model: &str,
     test: &Path,
     dir: &Path,
@@ -263,7 +264,7 @@ fn eval(
         .arg(test)
         .args([
             "--max-new-tokens",
-            &cfg.max_new_tokens.to_string(),
+            &domain.max_new_tokens(cfg.max_new_tokens).to_string(),
             "--report",
         ])
         .arg(&report);
@@ -315,7 +316,14 @@ pub fn run(cfg: &RunConfig) -> Result<Results, RunError> {
         eprintln!("continuum: {domain}: mean p {mean_prob:.4}");
 
         let domain_dir = cfg.out.join(domain.name());
-        let base = eval(cfg, &cfg.model, &test, &domain_dir.join("base"), log)?;
+        let base = eval(
+            cfg,
+            domain,
+            &cfg.model,
+            &test,
+            &domain_dir.join("base"),
+            log,
+        )?;
 
         let mut alphas = Vec::new();
         for &alpha in &cfg.alphas {
@@ -340,7 +348,7 @@ pub fn run(cfg: &RunConfig) -> Result<Results, RunError> {
                     reason: format!("finished but wrote no checkpoint at {}", fin.display()),
                 });
             }
-            let e = eval(cfg, &fin.to_string_lossy(), &test, &output, log)?;
+            let e = eval(cfg, domain, &fin.to_string_lossy(), &test, &output, log)?;
             eprintln!("continuum: {domain}: alpha {a}: accuracy {:.4}", e.accuracy);
             if !cfg.keep_checkpoints {
                 std::fs::remove_dir_all(&fin).map_err(|source| RunError::Io {

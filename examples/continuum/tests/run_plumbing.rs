@@ -159,6 +159,12 @@ fn plumbing_run_issues_the_commands_and_writes_table_and_plot() {
     );
     assert!(lines[6].contains(" --alpha 10 "), "{}", lines[6]);
     assert!(lines[8].starts_with("diagnose ") && lines[8].contains("sudoku_train.jsonl"));
+    // The puzzles' evaluations stop at 16 new tokens (their answers are shorter).
+    assert!(
+        lines[9].contains("sudoku_test.jsonl --max-new-tokens 16 --report "),
+        "{}",
+        lines[9]
+    );
 
     let out = fake.out();
     let r: Results = serde_json::from_str(&read(&out.join("results.json"))).unwrap();

@@ -74,6 +74,17 @@ impl Domain {
         }
     }
 
+    /// The generation budget of an evaluation asked for `asked` new tokens: the puzzles'
+    /// answers are at most ten tokens (five spelled letters; ten digits) and the end of the
+    /// turn, so 16 bound them, and an untrained model's explanation stops there instead of
+    /// running on; arithmetic's worked solutions take what was asked.
+    pub fn max_new_tokens(self, asked: usize) -> usize {
+        match self {
+            Domain::Arithmetic => asked,
+            Domain::Figlet | Domain::Sudoku => asked.min(16),
+        }
+    }
+
     /// Where `gen` writes this domain's splits in `dir`: (train, test).
     pub fn paths(self, dir: &Path) -> (PathBuf, PathBuf) {
         (
