@@ -96,7 +96,7 @@ def question(rec):
 @torch.no_grad()
 def main():
     records = [json.loads(l) for l in DATA.read_text().splitlines() if l.strip()]
-    for name in ["smollm2-135m-instruct"]:
+    for name in ["smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct"]:
         d = CACHE / "models" / name
         tok = AutoTokenizer.from_pretrained(d)
         model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()

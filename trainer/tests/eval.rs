@@ -1,7 +1,8 @@
-//! `trainer eval` on SmolLM2-135M-Instruct against HF transformers (float32; recorded by
-//! tests/scripts/make_eval_reference.py with its own prompt rendering, greedy `generate` and
-//! answer rules): the same outputs, extracted answers, grades and accuracy; and bad test files
-//! are one-line errors naming the file and line.
+//! `trainer eval` on SmolLM2-135M-Instruct (llama) and Qwen2.5-Coder-0.5B-Instruct (qwen2)
+//! against HF transformers (float32; recorded by tests/scripts/make_eval_reference.py with its
+//! own prompt rendering, greedy `generate` and answer rules): the same outputs, extracted
+//! answers, grades and accuracy; and bad test files are one-line errors naming the file and
+//! line.
 
 mod common;
 
@@ -10,9 +11,17 @@ use serde_json::Value;
 
 #[test]
 fn smollm2_eval_matches_hf() {
+    eval_matches_hf("smollm2-135m-instruct");
+}
+
+#[test]
+fn qwen_eval_matches_hf() {
+    eval_matches_hf("qwen2.5-coder-0.5b-instruct");
+}
+
+fn eval_matches_hf(model: &str) {
     let want: Value = serde_json::from_str(
-        &std::fs::read_to_string(repo("tests/fixtures/hf/eval_smollm2-135m-instruct.json"))
-            .unwrap(),
+        &std::fs::read_to_string(repo(&format!("tests/fixtures/hf/eval_{model}.json"))).unwrap(),
     )
     .unwrap();
     let report = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
@@ -21,7 +30,7 @@ fn smollm2_eval_matches_hf() {
     let out = trainer(&[
         "eval",
         "--model",
-        "smollm2-135m-instruct",
+        model,
         "--data",
         data.to_str().unwrap(),
         "--max-new-tokens",
