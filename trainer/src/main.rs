@@ -78,6 +78,11 @@ struct TrainArgs {
     /// the loss's weighting are exactly verl's).
     #[arg(long, value_name = "N")]
     micro_batch_size: Option<usize>,
+    /// Cut each step's sequences into micro-batches longest first, so that sequences of
+    /// like lengths share one and little is padding. The step's sequences stay the same;
+    /// its loss then averages those micro-batches (verl cuts the shuffled order as it is).
+    #[arg(long)]
+    group_by_length: bool,
     /// Where metrics.jsonl, the plot training.svg and the checkpoints (final/ at the end) go.
     #[arg(long, default_value = "output")]
     output: PathBuf,
@@ -506,6 +511,7 @@ fn run_training(args: &TrainArgs) -> Result<()> {
         batch_size: args.batch_size,
         micro_batch_tokens: args.batch_tokens,
         micro_batch_sequences: args.micro_batch_size,
+        group_by_length: args.group_by_length,
         seed: args.seed,
         output: args.output.clone(),
         save_every: args.save_every,

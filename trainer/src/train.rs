@@ -42,6 +42,8 @@ pub struct TrainOptions {
     pub micro_batch_tokens: usize,
     /// At most this many sequences per forward pass too (verl's micro_batch_size_per_gpu).
     pub micro_batch_sequences: Option<usize>,
+    /// Micro-batches take each step's sequences longest first (less padding).
+    pub group_by_length: bool,
     pub seed: u64,
     pub output: PathBuf,
     /// Write `output/checkpoint-STEP` every this many steps.
@@ -434,9 +436,13 @@ fn run_steps(
         let started = Instant::now();
         let alpha = opts.alpha.at(step, total);
         let objective = objective_for(alpha);
+        let mut order = batch.clone();
+        if opts.group_by_length {
+            order.sort_by_key(|&i| std::cmp::Reverse(ds.examples[i].ids.len()));
+        }
         let groups = micro_batches(
             &ds.examples,
-            batch,
+            &order,
             opts.micro_batch_sequences.unwrap_or(usize::MAX),
             opts.micro_batch_tokens,
         );

@@ -465,6 +465,38 @@ fn the_step_loss_is_the_mean_of_micro_batch_token_means() {
     // differ, by far more than the agreement asked of each above (at random init every
     // token's NLL is near ln V, so by little).
     assert!(rel(each, whole) > 1e-4, "{each} vs {whole}");
+    // --group-by-length: two micro-batches of two, the two longest sequences together.
+    let tok = models::Tokenizer::from_dir(&model_dir).unwrap();
+    let opts = trainer::data::DataOptions {
+        shape: trainer::data::Shape::Auto,
+        fields: Default::default(),
+        max_length: 2048,
+        truncation: trainer::data::Truncation::Right,
+    };
+    let examples = trainer::data::load(&data, &tok, &opts).unwrap().examples;
+    let mut by_length: Vec<usize> = (0..4).collect();
+    by_length.sort_by_key(|&i| std::cmp::Reverse(examples[i].ids.len()));
+    let mb_mean = |pair: &[usize]| {
+        let n = |i: usize| examples[i].loss_tokens() as f64;
+        pair.iter().map(|&i| n(i) * per_record[i]).sum::<f64>()
+            / pair.iter().map(|&i| n(i)).sum::<f64>()
+    };
+    let want = (mb_mean(&by_length[..2]) + mb_mean(&by_length[2..])) / 2.0;
+    let grouped = step_loss("grouped", &["--micro-batch-size", "2", "--group-by-length"]);
+    assert!(rel(grouped, want) < 1e-5, "{grouped} vs {want}");
+    // ... which no other pairing of the four gives.
+    for other in [[by_length[0], by_length[2]], [by_length[0], by_length[3]]] {
+        let rest: Vec<usize> = by_length
+            .iter()
+            .copied()
+            .filter(|i| !other.contains(i))
+            .collect();
+        let alt = (mb_mean(&other) + mb_mean(&rest)) / 2.0;
+        assert!(
+            rel(alt, want) > 1e-4,
+            "pairing {other:?} gives the same loss"
+        );
+    }
     let bad = train_on(
         &model_dir,
         &tmp.path().join("bad"),
