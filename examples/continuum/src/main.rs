@@ -69,7 +69,9 @@ struct RunArgs {
     /// Seed of the data and of the trainer's data order.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Fraction of train records given a wrong answer.
+    /// Fraction of the model-strong domain's (arithmetic's) train records given a wrong
+    /// answer: the case the paper's mechanism names (prior-leaning objectives discount the
+    /// improbable wrong labels). The weak domains train on clean labels.
     #[arg(long, default_value_t = 0.0)]
     label_noise: f64,
     /// Objectives, as alpha values (0 = NLL, 1 = -p, 10 = -p^10).

@@ -28,9 +28,9 @@ fn acc(e: &Eval) -> String {
 pub fn markdown(r: &Results) -> String {
     let mut s = String::from("# Continuum results\n\n");
     s += &format!(
-        "Model `{}`; per domain {} train / {} test records (seed {}, label noise {}), {} steps, \
-         lr {}, batch size {}, up to {} new tokens at evaluation. Accuracy is the trainer's \
-         `eval` report (correct / examples).\n\n",
+        "Model `{}`; per domain {} train / {} test records (seed {}, label noise {} on \
+         arithmetic's), {} steps, lr {}, batch size {}, up to {} new tokens at evaluation (16 \
+         on the puzzles). Accuracy is the trainer's `eval` report (correct / examples).\n\n",
         r.model,
         r.train,
         r.test,

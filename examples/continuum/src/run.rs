@@ -294,7 +294,13 @@ pub fn run(cfg: &RunConfig) -> Result<Results, RunError> {
     let data_dir = cfg.out.join("data");
     for &domain in &cfg.domains {
         let log = &mut results.commands;
-        let split = gen::split(domain, cfg.train, cfg.test, cfg.seed, cfg.label_noise)?;
+        let split = gen::split(
+            domain,
+            cfg.train,
+            cfg.test,
+            cfg.seed,
+            domain.label_noise(cfg.label_noise),
+        )?;
         let (train, test) = domain.paths(&data_dir);
         gen::write_jsonl(&train, &split.train)?;
         gen::write_jsonl(&test, &split.test)?;

@@ -105,6 +105,8 @@ fn plumbing_run_issues_the_commands_and_writes_table_and_plot() {
             "1e-5",
             "--seed",
             "5",
+            "--label-noise",
+            "0.25",
         ],
         "",
     );
@@ -175,6 +177,8 @@ fn plumbing_run_issues_the_commands_and_writes_table_and_plot() {
     assert_eq!(r.domains[0].mean_prob, 0.8);
     assert_eq!(r.domains[0].diagnosis["nll"], 1.5);
     assert_eq!(r.domains[1].mean_prob, 0.02);
+    // Label noise on the model-strong domain's train split only: 3 of its 12 records.
+    assert_eq!((r.domains[0].noised, r.domains[1].noised), (3, 0));
     let accs: Vec<f64> = r.domains[1]
         .alphas
         .iter()

@@ -85,6 +85,16 @@ impl Domain {
         }
     }
 
+    /// The label noise `continuum run` gives this domain's train split when asked for
+    /// `asked`: the model-strong domain's, where the paper's mechanism is about noisy labels;
+    /// none on the weak domains, where its claim is about NLL on clean data.
+    pub fn label_noise(self, asked: f64) -> f64 {
+        match self {
+            Domain::Arithmetic => asked,
+            Domain::Figlet | Domain::Sudoku => 0.0,
+        }
+    }
+
     /// Where `gen` writes this domain's splits in `dir`: (train, test).
     pub fn paths(self, dir: &Path) -> (PathBuf, PathBuf) {
         (
