@@ -659,7 +659,7 @@ pub fn state_summary(parameters: u64, opts: &TrainOptions) -> String {
         ));
     }
     format!(
-        "{:.2}B parameters: {:.1} GiB on the GPU before activations ({})",
+        "{:.2}B parameters: {:.1} GiB on the GPU before activations: {}",
         parameters as f64 / 1e9,
         gib(total),
         parts.join(", ")
