@@ -185,27 +185,53 @@ impl Device {
 
     /// Submit everything recorded, then copy `bytes` bytes of `src` back to the host.
     pub(crate) fn download(&self, src: &Storage, bytes: u64) -> Result<Vec<u8>> {
-        if bytes == 0 {
-            return Ok(Vec::new());
+        Ok(self
+            .download_many(&[(src, bytes)])?
+            .pop()
+            .expect("one buffer asked, one returned"))
+    }
+
+    /// [`Device::download`] of several buffers with one submission and one wait.
+    pub(crate) fn download_many(&self, srcs: &[(&Storage, u64)]) -> Result<Vec<Vec<u8>>> {
+        if srcs.iter().all(|&(_, bytes)| bytes == 0) {
+            return Ok(srcs.iter().map(|_| Vec::new()).collect());
         }
         self.check()?;
-        let padded = bytes.div_ceil(4) * 4;
-        let staging = self.0.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("download"),
-            size: padded,
-            usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
-            mapped_at_creation: false,
-        });
-        {
+        let stagings: Vec<Option<wgpu::Buffer>> = {
             let mut rt = self.runtime();
-            rt.encoder(&self.0.device)
-                .copy_buffer_to_buffer(src.buffer(), 0, &staging, 0, padded);
+            let stagings = srcs
+                .iter()
+                .map(|&(src, bytes)| {
+                    (bytes > 0).then(|| {
+                        let padded = bytes.div_ceil(4) * 4;
+                        let staging = self.0.device.create_buffer(&wgpu::BufferDescriptor {
+                            label: Some("download"),
+                            size: padded,
+                            usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
+                            mapped_at_creation: false,
+                        });
+                        rt.encoder(&self.0.device).copy_buffer_to_buffer(
+                            src.buffer(),
+                            0,
+                            &staging,
+                            0,
+                            padded,
+                        );
+                        staging
+                    })
+                })
+                .collect();
             rt.flush(&self.0.queue);
-        }
+            stagings
+        };
         let (tx, rx) = std::sync::mpsc::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
-        });
+        for staging in stagings.iter().flatten() {
+            let tx = tx.clone();
+            staging.map_async(wgpu::MapMode::Read, .., move |r| {
+                let _ = tx.send(r);
+            });
+        }
+        drop(tx);
         // A fault the driver reported explains a failed wait better than the wait's own error.
         let failed = |reason: String| {
             self.check().err().unwrap_or(Error::Gpu {
@@ -220,14 +246,25 @@ impl Device {
                 timeout: None,
             })
             .map_err(|e| failed(e.to_string()))?;
-        rx.recv()
-            .map_err(|e| failed(e.to_string()))?
-            .map_err(|e| failed(e.to_string()))?;
+        for _ in stagings.iter().flatten() {
+            rx.recv()
+                .map_err(|e| failed(e.to_string()))?
+                .map_err(|e| failed(e.to_string()))?;
+        }
         self.check()?;
-        let view = staging
-            .get_mapped_range(..)
-            .map_err(|e| failed(e.to_string()))?;
-        Ok(view[..bytes as usize].to_vec())
+        stagings
+            .iter()
+            .zip(srcs)
+            .map(|(staging, &(_, bytes))| match staging {
+                None => Ok(Vec::new()),
+                Some(staging) => {
+                    let view = staging
+                        .get_mapped_range(..)
+                        .map_err(|e| failed(e.to_string()))?;
+                    Ok(view[..bytes as usize].to_vec())
+                }
+            })
+            .collect()
     }
 
     /// Submit the pending commands and wait until the GPU has finished them.

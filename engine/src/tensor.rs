@@ -300,12 +300,24 @@ impl Tensor {
             .upload(&self.0.storage, bytemuck::cast_slice(data))
     }
 
-    /// The first `n` elements of an f32 tensor, on the host. Submits pending work and waits.
-    pub(crate) fn read_prefix(&self, n: usize) -> Result<Vec<f32>> {
-        self.expect_dtype("read_prefix", DType::F32)?;
-        check_prefix("read_prefix", n, self.elem_count())?;
-        let bytes = self.0.device.download(&self.0.storage, (n * 4) as u64)?;
-        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    /// The first `n` elements of each f32 tensor of `parts` (all on one device), on the host:
+    /// pending work is submitted once and waited for once.
+    pub(crate) fn read_prefixes(parts: &[(&Tensor, usize)]) -> Result<Vec<Vec<f32>>> {
+        let Some(&(first, _)) = parts.first() else {
+            return Ok(Vec::new());
+        };
+        let mut srcs = Vec::with_capacity(parts.len());
+        for &(t, n) in parts {
+            t.expect_dtype("read_prefixes", DType::F32)?;
+            t.check_same_device("read_prefixes", first)?;
+            check_prefix("read_prefixes", n, t.elem_count())?;
+            srcs.push((&*t.0.storage, (n * 4) as u64));
+        }
+        let bytes = first.0.device.download_many(&srcs)?;
+        Ok(bytes
+            .iter()
+            .map(|b| bytemuck::pod_collect_to_vec(b))
+            .collect())
     }
 
     /// Copy a u32 tensor to the host.

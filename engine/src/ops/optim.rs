@@ -267,8 +267,11 @@ impl AdamW {
                     tm.write_prefix(m)?;
                     tv.write_prefix(v)?;
                     run(OP, &launch, &[p, tm, tv, g, &stats])?;
-                    *m = tm.read_prefix(m.len())?;
-                    *v = tv.read_prefix(v.len())?;
+                    let [new_m, new_v]: [Vec<f32>; 2] =
+                        Tensor::read_prefixes(&[(tm, m.len()), (tv, v.len())])?
+                            .try_into()
+                            .expect("two asked, two read");
+                    (*m, *v) = (new_m, new_v);
                 }
                 _ => unreachable!("set_offload and set_state place every moment"),
             }
