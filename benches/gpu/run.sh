@@ -14,7 +14,7 @@
 #   3. gpubench: checked kernel figures                                       (limit 150 s)
 #   4. torch_ref.py: cuBLAS, SDPA, softmax, fused AdamW, launch overhead       (limit 90 s)
 #   5. trainbench, Qwen2.5-0.5B (train f16, diagnose f16, train f16 recomputed, train f32,
-#      diagnose f32)                                                         (limit 120 s)
+#      diagnose f32, then train f16 recomputed with the moments offloaded)    (limit 120 s)
 #   6. torch_train_ref.py, Qwen2.5-0.5B                                       (limit 60 s)
 #   7. compare.py: both tables, ours vs PyTorch, targets marked
 # Environment: GPUBENCH_ARGS adds arguments to gpubench ("--quick" on a CPU machine;
@@ -118,7 +118,7 @@ fi
 # 5-6: the smaller model.
 SMALL=${MODELS[1]:-}
 if [ -n "$SMALL" ]; then
-    trainbench "$SMALL" train-f16,diagnose-f16,train-f16-recompute,train-f32,diagnose-f32 120
+    trainbench "$SMALL" train-f16,diagnose-f16,train-f16-recompute,train-f32,diagnose-f32,train-f16-recompute-offload 120
     torch_train "$SMALL" 60
 fi
 

@@ -29,7 +29,10 @@ fn smoke_run_prints_checked_figures() {
         .iter()
         .flat_map(|p| named(p))
         .collect();
-    assert_eq!(figures.len(), 8, "{stdout}");
+    assert_eq!(figures.len(), 9, "{stdout}");
+    let offloaded = named("train_tiny_f16_recompute_offload");
+    assert_eq!(offloaded.len(), 1, "{stdout}");
+    assert_eq!(offloaded[0]["offload"], true, "{stdout}");
     for f in figures {
         assert_eq!(f["ok"], true, "{f}");
         assert!(f["ref"].is_string(), "{f}");

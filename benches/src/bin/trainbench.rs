@@ -20,7 +20,9 @@
 //! [--steps 5] [--precision f32|f16|auto] [--recompute] [--plan ITEM,..] [--budget-s 60]
 //! [--smoke] [--no-check]`; plan items: train-f16, train-f16-recompute, train-f16-flash
 //! (attention on the f32 flash kernels instead of f16 matmul blocks), train-f32,
-//! train-f32-recompute, diagnose-f16, diagnose-f32, objective, objective-f16. Exit status 1 if
+//! train-f32-recompute, each train item optionally followed by -offload (AdamW's moments in
+//! host memory: what the step pays to carry them), diagnose-f16, diagnose-f32, objective,
+//! objective-f16. Exit status 1 if
 //! a check failed or a figure could not be made.
 
 use std::collections::BTreeSet;
@@ -208,6 +210,11 @@ fn tag(c: Compute) -> String {
     )
 }
 
+/// A training figure's tag: the compute's, and `_offload` with the moments in host memory.
+fn train_tag(c: Compute, offload: bool) -> String {
+    format!("{}{}", tag(c), if offload { "_offload" } else { "" })
+}
+
 /// A way of computing as a set key: (f16, recompute, flash attention in f16).
 fn key(c: Compute) -> (bool, bool, bool) {
     let f16 = c.precision == Precision::F16;
@@ -235,7 +242,8 @@ fn diagnose_compute(precision: Precision) -> Compute {
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Item {
-    Train(Compute),
+    /// A training step; `true`: AdamW's moments in host memory (`--offload-optimizer`).
+    Train(Compute, bool),
     Diagnose(Precision),
     Objective(Precision),
 }
@@ -246,29 +254,43 @@ fn parse_item(s: &str) -> Result<Item> {
         "f16" => Ok(Precision::F16),
         other => Err(anyhow!("--plan: precision {other:?} (f32 or f16)")),
     };
+    let (s, offload) = match s.strip_suffix("-offload") {
+        Some(rest) if rest.starts_with("train-") => (rest, true),
+        _ => (s, false),
+    };
     let parts: Vec<&str> = s.split('-').collect();
     Ok(match parts.as_slice() {
-        ["train", p] => Item::Train(Compute {
-            precision: prec(p)?,
-            recompute: false,
-            ..Default::default()
-        }),
-        ["train", p, "recompute"] => Item::Train(Compute {
-            precision: prec(p)?,
-            recompute: true,
-            ..Default::default()
-        }),
-        ["train", "f16", "flash"] => Item::Train(Compute {
-            precision: Precision::F16,
-            attention: AttentionPath::Flash,
-            ..Default::default()
-        }),
+        ["train", p] => Item::Train(
+            Compute {
+                precision: prec(p)?,
+                recompute: false,
+                ..Default::default()
+            },
+            offload,
+        ),
+        ["train", p, "recompute"] => Item::Train(
+            Compute {
+                precision: prec(p)?,
+                recompute: true,
+                ..Default::default()
+            },
+            offload,
+        ),
+        ["train", "f16", "flash"] => Item::Train(
+            Compute {
+                precision: Precision::F16,
+                attention: AttentionPath::Flash,
+                ..Default::default()
+            },
+            offload,
+        ),
         ["diagnose", p] => Item::Diagnose(prec(p)?),
         ["objective"] => Item::Objective(Precision::F32),
         ["objective", p] => Item::Objective(prec(p)?),
         _ => bail!(
             "--plan item {s:?}: expected train-f16[-recompute], train-f16-flash, \
-             train-f32[-recompute], diagnose-f16, diagnose-f32, objective or objective-f16"
+             train-f32[-recompute] (each optionally -offload), diagnose-f16, diagnose-f32, \
+             objective or objective-f16"
         ),
     })
 }
@@ -386,19 +408,27 @@ fn base_row(name: String, reference: String, kind: &str, o: &Opts) -> Map<String
     row
 }
 
-fn train_figure(model: &Model, o: &Opts, compute: Compute, ok_check: bool) -> Result<Value> {
+fn train_figure(
+    model: &Model,
+    o: &Opts,
+    compute: Compute,
+    offload: bool,
+    ok_check: bool,
+) -> Result<Value> {
     let dev = model.device();
     model.set_compute(compute);
     let mb = random_batch(model.config.vocab_size, o.batch, o.seq, 1);
     let mut tr = Trainer::new(model, o.lr);
+    tr.adam.set_offload(offload)?;
     let objective = Objective::FAlpha(1.0);
     dev.reset_peak();
     let t = time_steps(dev, o, || tr.step(&mb, &objective))?;
-    let name = format!("train_{}_{}", o.model, tag(compute));
+    let name = format!("train_{}_{}", o.model, train_tag(compute, offload));
     let reference = format!("train_{}_{}", o.model, torch_precision(compute.precision));
     let mut row = base_row(name.clone(), reference, "train", o);
     row.insert("precision".into(), json!(precision_name(compute.precision)));
     row.insert("recompute".into(), json!(compute.recompute));
+    row.insert("offload".into(), json!(offload));
     timing_fields(&mut row, dev, &t, o.batch * o.seq);
     if let Some(p) = profiled(dev, || tr.step(&mb, &objective))? {
         add_profile(&mut row, &name, &p, t.mean_ms());
@@ -541,7 +571,8 @@ const USAGE: &str = "trainbench [--model qwen2.5-1.5b|qwen2.5-0.5b|tiny] [--batc
 [--warmup 3] [--steps 5] [--precision f32|f16|auto] [--recompute] [--plan ITEM,..] \
 [--budget-s 60] [--lr 5e-5] [--smoke] [--no-check]\n  plan items: train-f16, train-f16-recompute, \
 train-f16-flash, \
-train-f32, train-f32-recompute, diagnose-f16, diagnose-f32, objective, objective-f16\n  \
+train-f32, train-f32-recompute (each train item optionally -offload), diagnose-f16, \
+diagnose-f32, objective, objective-f16\n  \
 --smoke: tiny model, \
 2 x 32 tokens, 1 warm-up + 2 steps, every item (for a CPU adapter)";
 
@@ -616,8 +647,8 @@ fn parse_args() -> Result<Args> {
         }
         if a.plan.is_none() {
             a.plan = Some(
-                "train-f16,diagnose-f16,train-f16-recompute,train-f16-flash,train-f32,\
-                 diagnose-f32,objective,objective-f16"
+                "train-f16,diagnose-f16,train-f16-recompute,train-f16-recompute-offload,\
+                 train-f16-flash,train-f32,diagnose-f32,objective,objective-f16"
                     .into(),
             );
         }
@@ -739,7 +770,8 @@ fn run(a: &Args) -> Result<Vec<Value>> {
     let mut computes = BTreeSet::new();
     for item in &items {
         match *item {
-            Item::Train(c) => computes.insert(key(c)),
+            // Where the moments live does not change the numbers: one check for both.
+            Item::Train(c, _) => computes.insert(key(c)),
             Item::Diagnose(p) => computes.insert(key(diagnose_compute(p))),
             Item::Objective(_) => false,
         };
@@ -778,11 +810,11 @@ fn run(a: &Args) -> Result<Vec<Value>> {
     let (model, passed, opts) = (&model, &passed, &a.opts);
     for item in items {
         let (name, f): (String, Box<dyn FnOnce() -> Result<Value>>) = match item {
-            Item::Train(c) => (
-                format!("train_{}_{}", a.opts.model, tag(c)),
+            Item::Train(c, offload) => (
+                format!("train_{}_{}", a.opts.model, train_tag(c, offload)),
                 Box::new(move || {
                     let ok = passed.contains(&key(c));
-                    train_figure(model, opts, c, ok)
+                    train_figure(model, opts, c, offload, ok)
                 }),
             ),
             Item::Diagnose(p) => (
