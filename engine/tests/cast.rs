@@ -225,9 +225,11 @@ fn cast_cache_reuses_its_copy_until_the_tensor_is_written() {
 #[test]
 fn cast_cache_without_retention_casts_at_each_use_and_keeps_nothing() {
     use engine::ops::cast::CastCache;
-    let dev = dev();
+    // Its own device: the pool's bytes in use are compared exactly.
+    let dev = own_dev();
+    let on = |data: &[f32], shape: &[usize]| Tensor::from_slice(&dev, data, shape).unwrap();
     let mut r = rng(10);
-    let w = tensor(&randn(&mut r, 40 * 3), &[40, 3]).var();
+    let w = on(&randn(&mut r, 40 * 3), &[40, 3]).var();
     let fresh = engine::no_grad(|| w.to_dtype(DType::F16).unwrap());
     let cache = CastCache::new();
     drop(cache.cast(&w, DType::F16).unwrap());
@@ -243,7 +245,7 @@ fn cast_cache_without_retention_casts_at_each_use_and_keeps_nothing() {
         assert_eq!(f16_bits(&copy), f16_bits(&fresh));
         // Still a cast on the tape: the gradient reaches w, in f32.
         let g = randn(&mut r, 120);
-        let grads = weighted_grads(&[copy], &[tensor(&g, &[40, 3])]);
+        let grads = weighted_grads(&[copy], &[on(&g, &[40, 3])]);
         assert_eq!(grads.get(&w).unwrap().to_vec().unwrap(), g);
         drop(grads);
         assert_eq!(dev.pool_stats().in_use, base);

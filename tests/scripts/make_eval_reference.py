@@ -6,8 +6,9 @@ special tokens), HF's greedy `generate` output (stopping at the model's eos), it
 the answer extracted from it and whether it matches the reference. The answer rules are written
 here independently of the Rust code: the last \\boxed{...}, else the rest of the line after the
 last "the answer is" (closing period dropped), else the last number, else the whole output
-when it is a single line (a bare answer); answers compared after
-normalising (LaTeX wrappers, $, spaces, case, trailing periods, thousands commas) or as numbers.
+when it is a single line (a bare answer); answers compared after normalising (LaTeX wrappers,
+$, spaces, case, trailing periods, thousands commas), integers digit for digit, other numbers
+within a relative 1e-6.
 Writes tests/fixtures/hf/eval_<model>.json.
 """
 import json
@@ -39,24 +40,31 @@ def boxed(text):
     return None
 
 
+# Whitespace as Rust's `char::is_whitespace` and `str::trim` see it (Unicode White_Space),
+# which Python's `str.strip` and `\s` do not quite (they add \x1c-\x1f).
+WS = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008" \
+     "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+WS_RE = "[" + re.escape(WS) + "]"
+
+
 def extract(text):
     b = boxed(text)
     if b is not None:
         return b
     hits = list(re.finditer(r"the answer is", text, flags=re.IGNORECASE))
     if hits:
-        line = text[hits[-1].end():].lstrip(": \t").split("\n")[0].strip().rstrip(".")
+        line = text[hits[-1].end():].lstrip(": \t").split("\n")[0].strip(WS).rstrip(".")
         if line:
             return line
-    nums = re.findall(r"-?\d+(?:[.,]\d+)*", text)
+    nums = re.findall(r"-?[0-9]+(?:[.,][0-9]+)*", text)
     if nums:
         return nums[-1]
-    bare = text.strip()
+    bare = text.strip(WS)
     return bare if bare and "\n" not in bare else None
 
 
 def normalize(s):
-    s = s.strip()
+    s = s.strip(WS)
     b = boxed(s)
     if b is not None:
         s = b
@@ -65,19 +73,34 @@ def normalize(s):
                  ("\\%", ""), ("%", ""), ("$", "")]:
         s = s.replace(a, z)
     s = re.sub(r"\\(text|textbf|mathrm|mbox)\{([^}]*)\}", r"\2", s)
-    s = re.sub(r"\s", "", s).rstrip(".").lower()
-    if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", s):
+    s = re.sub(WS_RE, "", s).rstrip(".").lower()
+    if re.fullmatch(r"-?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?", s):
         s = s.replace(",", "")
     return s
+
+
+def integer(s):
+    """A plain integer in canonical form ("-007" -> "-7", any zero -> "0"), else None."""
+    if not re.fullmatch(r"-?[0-9]+", s):
+        return None
+    digits = s.lstrip("-").lstrip("0")
+    return "0" if not digits else ("-" + digits if s.startswith("-") else digits)
 
 
 def matches(pred, ref):
     p, r = normalize(pred), normalize(ref)
     if p == r:
         return True
+    # Integers are equal digit for digit; a tolerance only where there is a fraction.
+    if integer(p) is not None and integer(r) is not None:
+        return integer(p) == integer(r)
+    if "_" in p or "_" in r:  # Python's float() reads 1_000; Rust's parse does not
+        return False
     try:
         a, b = float(p), float(r)
     except ValueError:
+        return False
+    if a != a or b != b or abs(a) == float("inf") or abs(b) == float("inf"):
         return False
     return abs(a - b) <= 1e-6 * max(abs(b), 1.0)
 

@@ -156,10 +156,15 @@ fn is_grouped_number(s: &str) -> bool {
 }
 
 /// Whether a predicted answer equals the reference: equal normal forms, or equal numbers.
+/// Two integers are equal only digit for digit (a sudoku's "2231213" is no number to be
+/// near); a tolerance applies where either side has a fraction or an exponent.
 pub fn matches(predicted: &str, reference: &str) -> bool {
     let (p, r) = (normalize(predicted), normalize(reference));
     if p == r {
         return true;
+    }
+    if let (Some(a), Some(b)) = (integer(&p), integer(&r)) {
+        return a == b;
     }
     match (p.parse::<f64>(), r.parse::<f64>()) {
         (Ok(a), Ok(b)) if a.is_finite() && b.is_finite() => {
@@ -167,6 +172,23 @@ pub fn matches(predicted: &str, reference: &str) -> bool {
         }
         _ => false,
     }
+}
+
+/// A plain integer ("-007") in a canonical form ("-7"; "0" for any zero), else `None`.
+fn integer(s: &str) -> Option<String> {
+    let (neg, digits) = match s.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, s),
+    };
+    if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let digits = digits.trim_start_matches('0');
+    Some(match (neg, digits) {
+        (_, "") => "0".to_string(),
+        (true, d) => format!("-{d}"),
+        (false, d) => d.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -227,6 +249,13 @@ mod tests {
         assert!(matches("1,000", "1000"));
         assert!(matches("Hello", "HELLO"));
         assert!(matches("S T U D Y", "STUDY"));
+        // Digit strings are equal digit for digit, however long.
+        assert!(!matches("1234124", "1234123"));
+        assert!(!matches("2231213444", "2231213443"));
+        assert!(matches("007", "7"));
+        assert!(matches("-0", "0"));
+        assert!(!matches("-7", "7"));
+        assert!(matches("1234567.0", "1234567"));
         assert!(!matches("9", "8"));
         assert!(!matches("0.5", "\\frac{1}{2}"));
         assert!(!matches("", "8"));

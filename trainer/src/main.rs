@@ -552,12 +552,21 @@ fn run_training(args: &TrainArgs) -> Result<()> {
             (true, true) => ", layers recomputed in backward, optimizer moments in host memory",
         }
     );
-    let parameters: u64 = model
+    let sizes: Vec<u64> = model
         .parameters()
         .iter()
         .map(|(_, t)| t.elem_count() as u64)
-        .sum();
-    eprintln!("{}", trainer::train::state_summary(parameters, &opts));
+        .collect();
+    let lm_head = model.lm_head().chunks.iter().map(|t| t.elem_count() as u64);
+    eprintln!(
+        "{}",
+        trainer::train::state_summary(
+            sizes.iter().sum(),
+            sizes.iter().copied().max().unwrap_or(0),
+            lm_head.sum(),
+            &opts
+        )
+    );
     // Ctrl-C or SIGTERM: finish the step in flight, save the state after it, exit 130; a
     // second one quits at once.
     let handler = ctrlc::set_handler(|| {

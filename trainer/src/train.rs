@@ -635,33 +635,48 @@ fn evaluate(
 }
 
 /// What the run's state takes on the GPU before any activation, in GiB: f32 weights and
-/// gradients (8 bytes a parameter), AdamW's two moments (8, none when offloaded) and, in
-/// f16, the weights' f16 copies (2, one layer's with recomputation, which is left out). One
-/// line for the log, so that a model's fit can be judged before the first step.
-pub fn state_summary(parameters: u64, opts: &TrainOptions) -> String {
-    let gib = |bytes_per_param: u64| (parameters * bytes_per_param) as f64 / (1u64 << 30) as f64;
+/// gradients (8 bytes a parameter), AdamW's two moments (8; offloaded, only the two buffers
+/// the largest parameter's moments pass through) and, in f16, the weights' f16 copies (2; with
+/// recomputation only the LM head's is kept, `lm_head` parameters). One line for the log, so
+/// that a model's fit can be judged before the first step.
+pub fn state_summary(parameters: u64, largest: u64, lm_head: u64, opts: &TrainOptions) -> String {
+    let gib = |bytes: u64| bytes as f64 / (1u64 << 30) as f64;
     let f16 = opts.compute.precision == models::Precision::F16;
-    let copies = f16 && !opts.compute.recompute;
-    let total = 8 + if opts.offload_optimizer { 0 } else { 8 } + if copies { 2 } else { 0 };
-    let mut parts = vec![format!("weights and gradients {:.1}", gib(8))];
+    let moments = if opts.offload_optimizer {
+        8 * largest
+    } else {
+        8 * parameters
+    };
+    let copies = match (f16, opts.compute.recompute) {
+        (false, _) => 0,
+        (true, false) => 2 * parameters,
+        (true, true) => 2 * lm_head,
+    };
+    let mut parts = vec![format!("weights and gradients {:.1}", gib(8 * parameters))];
     parts.push(if opts.offload_optimizer {
-        format!("AdamW moments in host memory ({:.1})", gib(8))
+        format!(
+            "AdamW moments in host memory ({:.1}; {:.1} on the GPU while each is updated)",
+            gib(8 * parameters),
+            gib(moments)
+        )
     } else {
         format!(
             "AdamW moments {:.1} (--offload-optimizer moves them to host memory)",
-            gib(8)
+            gib(moments)
         )
     });
-    if copies {
-        parts.push(format!(
-            "f16 weight copies {:.1} (--recompute: one layer's)",
-            gib(2)
-        ));
+    match (f16, opts.compute.recompute) {
+        (true, false) => parts.push(format!(
+            "f16 weight copies {:.1} (--recompute keeps only the LM head's)",
+            gib(copies)
+        )),
+        (true, true) => parts.push(format!("the LM head's f16 copy {:.1}", gib(copies))),
+        (false, _) => {}
     }
     format!(
         "{:.2}B parameters: {:.1} GiB on the GPU before activations: {}",
         parameters as f64 / 1e9,
-        gib(total),
+        gib(8 * parameters + moments + copies),
         parts.join(", ")
     )
 }

@@ -213,7 +213,8 @@ impl AdamW {
     ) -> Result<StepStats> {
         // Every moment exists before any parameter moves, so running out of memory here
         // leaves the state of the previous step whole; offloaded, so do the GPU buffers the
-        // moments travel through.
+        // moments travel through (the transfers' staging buffers are made per parameter: a
+        // failure there is a lost device, after which no checkpoint is written).
         for &(p, _) in pairs {
             if let Entry::Vacant(e) = self.state.entry(p.id()) {
                 let zeros = || -> Result<Moment> {

@@ -24,6 +24,14 @@ pub fn dev() -> Device {
     .clone()
 }
 
+/// A device of the test's own (checks on), for counts the other tests running in parallel
+/// on the shared one would disturb (the pool's bytes in use).
+pub fn own_dev() -> Device {
+    let mut opts = DeviceOptions::from_env();
+    opts.shader_checks = true;
+    Device::with_options(opts).expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)")
+}
+
 pub fn rng(seed: u64) -> StdRng {
     StdRng::seed_from_u64(seed)
 }

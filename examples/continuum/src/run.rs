@@ -134,6 +134,17 @@ impl RunConfig {
                 self.label_noise
             ));
         }
+        let noised = self
+            .domains
+            .iter()
+            .any(|d| d.label_noise(self.label_noise) > 0.0);
+        if self.label_noise > 0.0 && !noised {
+            return bad(format!(
+                "--label-noise {} applies to arithmetic's training answers, and --domains has \
+                 no arithmetic",
+                self.label_noise
+            ));
+        }
         if self.train == 0 || self.test == 0 || self.steps == 0 || self.batch_size == 0 {
             return bad("--train, --test, --steps and --batch-size must be at least 1".into());
         }

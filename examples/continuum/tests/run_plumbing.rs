@@ -256,6 +256,10 @@ fn plumbing_bad_arguments_are_refused_before_any_command_runs() {
         (&["--domains", "chess"][..], "unknown domain"),
         (&["--domains", "sudoku,sudoku"][..], "twice"),
         (&["--label-noise", "1.5"][..], "label-noise"),
+        (
+            &["--label-noise", "0.2", "--domains", "figlet,sudoku"][..],
+            "no arithmetic",
+        ),
         (&["--lr", "0"][..], "--lr"),
     ] {
         let fake = Fake::new();
