@@ -12,8 +12,9 @@ use trainer::data::Example;
 use trainer::guard::{update, Update};
 use trainer::scaler::LossScaler;
 
-/// The real configs (HF config.json of Qwen/Qwen2.5-0.5B and Qwen/Qwen2.5-1.5B; both tie the
-/// LM head to the embedding: 494M and 1.54B parameters), and a tiny one for CPU adapters.
+/// The real configs (HF config.json of Qwen/Qwen2.5-0.5B and Qwen/Qwen2.5-1.5B, which tie the
+/// LM head to the embedding: 494M and 1.54B parameters; Qwen/Qwen2.5-7B, untied: 7.62B), and
+/// a tiny one for CPU adapters.
 const QWEN25_05B: &str = r#"{"model_type": "qwen2", "hidden_size": 896,
     "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
     "num_key_value_heads": 2, "rms_norm_eps": 1e-6, "vocab_size": 151936,
@@ -26,6 +27,12 @@ const QWEN25_15B: &str = r#"{"model_type": "qwen2", "hidden_size": 1536,
     "tie_word_embeddings": true, "rope_theta": 1000000.0, "max_position_embeddings": 131072,
     "hidden_act": "silu", "use_sliding_window": false, "bos_token_id": 151643,
     "eos_token_id": 151643}"#;
+const QWEN25_7B: &str = r#"{"model_type": "qwen2", "hidden_size": 3584,
+    "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28,
+    "num_key_value_heads": 4, "rms_norm_eps": 1e-6, "vocab_size": 152064,
+    "tie_word_embeddings": false, "rope_theta": 1000000.0, "max_position_embeddings": 131072,
+    "hidden_act": "silu", "use_sliding_window": false, "bos_token_id": 151643,
+    "eos_token_id": 151643}"#;
 const TINY: &str = r#"{"model_type": "qwen2", "hidden_size": 64, "intermediate_size": 128,
     "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
     "rms_norm_eps": 1e-6, "vocab_size": 512, "tie_word_embeddings": true,
@@ -35,8 +42,11 @@ pub fn config(name: &str) -> Result<Config> {
     let text = match name {
         "qwen2.5-0.5b" => QWEN25_05B,
         "qwen2.5-1.5b" => QWEN25_15B,
+        "qwen2.5-7b" => QWEN25_7B,
         "tiny" => TINY,
-        other => bail!("--model {other:?}: expected qwen2.5-0.5b, qwen2.5-1.5b or tiny"),
+        other => {
+            bail!("--model {other:?}: expected qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-7b or tiny")
+        }
     };
     Ok(Config::from_json(
         text,
@@ -167,5 +177,29 @@ impl<'a> Trainer<'a> {
             overflow,
             log_p,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::config;
+
+    /// Parameters of a Qwen2 config counted from its shapes: embedding (and an untied LM
+    /// head), per layer q/k/v with biases, o, gate/up/down and two norms, the final norm.
+    fn parameters(name: &str) -> usize {
+        let c = config(name).unwrap();
+        let (h, i, v) = (c.hidden_size, c.intermediate_size, c.vocab_size);
+        let kv = h / c.num_attention_heads * c.num_key_value_heads;
+        let layer = (h * h + h) + 2 * (h * kv + kv) + h * h + 3 * h * i + 2 * h;
+        let heads = if c.tie_word_embeddings { 1 } else { 2 };
+        heads * v * h + c.num_hidden_layers * layer + h
+    }
+
+    #[test]
+    fn configs_have_the_published_parameter_counts() {
+        // The counts Hugging Face lists for each checkpoint.
+        assert_eq!(parameters("qwen2.5-0.5b"), 494_032_768);
+        assert_eq!(parameters("qwen2.5-1.5b"), 1_543_714_304);
+        assert_eq!(parameters("qwen2.5-7b"), 7_615_616_512);
     }
 }

@@ -16,9 +16,9 @@
 //! (`benches::decoder_ref`), and the loss must fall. At the real config each figure is also
 //! checked for sanity (first loss ~ 1 - 1/V, NLL ~ ln V at random init).
 //!
-//! `trainbench [--model qwen2.5-1.5b|qwen2.5-0.5b|tiny] [--batch 4] [--seq 1024] [--warmup 3]
-//! [--steps 5] [--precision f32|f16|auto] [--recompute] [--plan ITEM,..] [--budget-s 60]
-//! [--smoke] [--no-check]`; plan items: train-f16, train-f16-recompute, train-f16-flash
+//! `trainbench [--model qwen2.5-1.5b|qwen2.5-0.5b|qwen2.5-7b|tiny] [--batch 4] [--seq 1024]
+//! [--warmup 3] [--steps 5] [--precision f32|f16|auto] [--recompute] [--plan ITEM,..]
+//! [--budget-s 60] [--smoke] [--no-check]`; plan items: train-f16, train-f16-recompute, train-f16-flash
 //! (attention on the f32 flash kernels instead of f16 matmul blocks), train-f32,
 //! train-f32-recompute, each train item optionally followed by -offload (AdamW's moments in
 //! host memory: what the step pays to carry them), diagnose-f16, diagnose-f32, objective,
@@ -567,7 +567,8 @@ struct Args {
     no_check: bool,
 }
 
-const USAGE: &str = "trainbench [--model qwen2.5-1.5b|qwen2.5-0.5b|tiny] [--batch 4] [--seq 1024] \
+const USAGE: &str =
+    "trainbench [--model qwen2.5-1.5b|qwen2.5-0.5b|qwen2.5-7b|tiny] [--batch 4] [--seq 1024] \
 [--warmup 3] [--steps 5] [--precision f32|f16|auto] [--recompute] [--plan ITEM,..] \
 [--budget-s 60] [--lr 5e-5] [--smoke] [--no-check]\n  plan items: train-f16, train-f16-recompute, \
 train-f16-flash, \
