@@ -545,28 +545,13 @@ fn run_training(args: &TrainArgs) -> Result<()> {
         dir.display(),
         model.device().name(),
         opts.compute.precision,
-        match (opts.compute.recompute, opts.offload_optimizer) {
-            (false, false) => "",
-            (true, false) => ", layers recomputed in backward",
-            (false, true) => ", optimizer moments in host memory",
-            (true, true) => ", layers recomputed in backward, optimizer moments in host memory",
+        if opts.compute.recompute {
+            ", layers recomputed in backward"
+        } else {
+            ""
         }
     );
-    let sizes: Vec<u64> = model
-        .parameters()
-        .iter()
-        .map(|(_, t)| t.elem_count() as u64)
-        .collect();
-    let lm_head = model.lm_head().chunks.iter().map(|t| t.elem_count() as u64);
-    eprintln!(
-        "{}",
-        trainer::train::state_summary(
-            sizes.iter().sum(),
-            sizes.iter().copied().max().unwrap_or(0),
-            lm_head.sum(),
-            &opts
-        )
-    );
+    eprintln!("{}", trainer::train::state_summary(&model, &opts));
     // Ctrl-C or SIGTERM: finish the step in flight, save the state after it, exit 130; a
     // second one quits at once.
     let handler = ctrlc::set_handler(|| {

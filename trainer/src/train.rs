@@ -637,42 +637,57 @@ fn evaluate(
 /// What the run's state takes on the GPU before any activation, in GiB: f32 weights and
 /// gradients (8 bytes a parameter), AdamW's two moments (8; offloaded, only the two buffers
 /// the largest parameter's moments pass through) and, in f16, the weights' f16 copies (2; with
-/// recomputation only the LM head's is kept, `lm_head` parameters). One line for the log, so
-/// that a model's fit can be judged before the first step.
-pub fn state_summary(parameters: u64, largest: u64, lm_head: u64, opts: &TrainOptions) -> String {
+/// recomputation only the LM head's are kept). One line for the log, so that a model's fit
+/// can be judged before the first step.
+pub fn state_summary(model: &Model, opts: &TrainOptions) -> String {
     let gib = |bytes: u64| bytes as f64 / (1u64 << 30) as f64;
-    let f16 = opts.compute.precision == models::Precision::F16;
-    let moments = if opts.offload_optimizer {
-        8 * largest
-    } else {
-        8 * parameters
-    };
-    let copies = match (f16, opts.compute.recompute) {
-        (false, _) => 0,
-        (true, false) => 2 * parameters,
-        (true, true) => 2 * lm_head,
-    };
-    let mut parts = vec![format!("weights and gradients {:.1}", gib(8 * parameters))];
-    parts.push(if opts.offload_optimizer {
-        format!(
+    let sizes: Vec<u64> = model
+        .parameters()
+        .iter()
+        .map(|(_, t)| t.elem_count() as u64)
+        .collect();
+    let parameters: u64 = sizes.iter().sum();
+    let largest = sizes.iter().copied().max().unwrap_or(0);
+    let lm_head: u64 = model
+        .lm_head()
+        .chunks
+        .iter()
+        .map(|t| t.elem_count() as u64)
+        .sum();
+    let (moments, moments_part) = if opts.offload_optimizer {
+        let transit = 8 * largest;
+        let part = format!(
             "AdamW moments in host memory ({:.1}; {:.1} on the GPU while each is updated)",
             gib(8 * parameters),
-            gib(moments)
-        )
+            gib(transit)
+        );
+        (transit, part)
     } else {
-        format!(
+        let part = format!(
             "AdamW moments {:.1} (--offload-optimizer moves them to host memory)",
-            gib(moments)
-        )
-    });
-    match (f16, opts.compute.recompute) {
-        (true, false) => parts.push(format!(
-            "f16 weight copies {:.1} (--recompute keeps only the LM head's)",
-            gib(copies)
-        )),
-        (true, true) => parts.push(format!("the LM head's f16 copy {:.1}", gib(copies))),
-        (false, _) => {}
-    }
+            gib(8 * parameters)
+        );
+        (8 * parameters, part)
+    };
+    let mut parts = vec![
+        format!("weights and gradients {:.1}", gib(8 * parameters)),
+        moments_part,
+    ];
+    let f16 = opts.compute.precision == models::Precision::F16;
+    let copies = match (f16, opts.compute.recompute) {
+        (false, _) => 0,
+        (true, false) => {
+            parts.push(format!(
+                "f16 weight copies {:.1} (--recompute keeps only the LM head's)",
+                gib(2 * parameters)
+            ));
+            2 * parameters
+        }
+        (true, true) => {
+            parts.push(format!("the LM head's f16 copy {:.1}", gib(2 * lm_head)));
+            2 * lm_head
+        }
+    };
     format!(
         "{:.2}B parameters: {:.1} GiB on the GPU before activations: {}",
         parameters as f64 / 1e9,
