@@ -627,6 +627,7 @@ impl Model {
     }
 
     /// How later forward passes compute (precision, recomputation).
+    ///
     /// With recomputation, the decoder layers' f16 weight copies are made at each use and
     /// not kept: a recomputed layer's copies then live only through its own backward (one
     /// layer's worth at a time, not 2 bytes for every parameter), for one cast pass over the

@@ -292,16 +292,21 @@ fn peak_of_step(model: &Model, ids: &[u32], b: usize, t: usize) -> u64 {
     dev.pool_stats().peak - weights - grad_bytes
 }
 
-#[test]
-fn recomputation_lowers_peak_memory() {
-    // Activations dominate here (small vocabulary, 8 layers, 2 x 64 tokens).
+/// A small-vocabulary llama of 8 layers (width 64) with random weights from `seed`, on a
+/// device of its own: activations and layer weights dominate its memory.
+fn eight_layer_model(seed: u64) -> Model {
     let config = r#"{"model_type": "llama", "hidden_size": 64, "intermediate_size": 256,
         "num_hidden_layers": 8, "num_attention_heads": 4, "num_key_value_heads": 2,
         "rms_norm_eps": 1e-5, "vocab_size": 128, "tie_word_embeddings": true,
         "rope_theta": 10000.0, "max_position_embeddings": 256}"#;
     let config = Config::from_json(config, std::path::Path::new("config.json")).unwrap();
-    let dev = device();
-    let model = Model::new(&config, &Weights::random(&dev, 3), true).unwrap();
+    Model::new(&config, &Weights::random(&device(), seed), true).unwrap()
+}
+
+#[test]
+fn recomputation_lowers_peak_memory() {
+    // Activations dominate here (small vocabulary, 8 layers, 2 x 64 tokens).
+    let model = eight_layer_model(3);
     let ids: Vec<u32> = (0..128).map(|i| (i * 37 % 128) as u32).collect();
     let plain = peak_of_step(&model, &ids, 2, 64);
     model.set_compute(Compute {
@@ -321,13 +326,8 @@ fn recomputation_lowers_peak_memory() {
 fn recomputed_f16_layers_keep_no_weight_copies() {
     // Between passes, f16 keeps a copy of every layer weight for the next pass; recomputed
     // layers cast at each use, so their copies live only through their own backward.
-    let config = r#"{"model_type": "llama", "hidden_size": 64, "intermediate_size": 256,
-        "num_hidden_layers": 8, "num_attention_heads": 4, "num_key_value_heads": 2,
-        "rms_norm_eps": 1e-5, "vocab_size": 128, "tie_word_embeddings": true,
-        "rope_theta": 10000.0, "max_position_embeddings": 256}"#;
-    let config = Config::from_json(config, std::path::Path::new("config.json")).unwrap();
-    let dev = device();
-    let model = Model::new(&config, &Weights::random(&dev, 4), true).unwrap();
+    let model = eight_layer_model(4);
+    let dev = model.device();
     let ids: Vec<u32> = (0..128).map(|i| (i * 53 % 128) as u32).collect();
     let layer_f16_bytes: usize = model
         .parameters()

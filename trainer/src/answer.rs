@@ -1,8 +1,9 @@
 //! Final-answer extraction and comparison for `trainer eval`, in the order math graders use:
 //! the last `\boxed{...}`, else what follows the last "the answer is", else the last number,
 //! else the whole output when it is one line (a bare answer, as the paper's FIGlet evaluation
-//! compares the output itself with the word); then both sides are normalised (LaTeX wrappers, `$`, spaces, case, a trailing period and
-//! thousands separators go) and compared, numerically when both are numbers.
+//! compares the output itself with the word); then both sides are normalised (LaTeX wrappers,
+//! `$`, spaces, case, a trailing period and thousands separators go) and compared: integers
+//! digit for digit, other numbers within a relative 1e-6.
 
 /// The answer a model's output states, or `None` when it states none.
 pub fn extract(text: &str) -> Option<String> {

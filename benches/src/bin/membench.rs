@@ -15,10 +15,10 @@
 //! projected peak is at least the largest of the three projections. Attention's score blocks
 //! (the f16 blocks path), which grow with T^2 and live within one layer, are not in it.
 //!
-//! `membench [--model qwen2.5-1.5b|qwen2.5-0.5b|qwen2.5-7b|tiny] [--tokens 16,32] [--target 4x1024]
-//! [--compute f32,f16,f16-flash,f16-recompute[-offload]]`: one JSON object per compute on
-//! stdout (`-offload`: AdamW's moments in host memory, their transit buffers on the GPU), a
-//! table on stderr. At Qwen2.5-1.5B each compute takes about 6 minutes on lavapipe (2 cores).
+//! `membench [--model qwen2.5-1.5b|qwen2.5-0.5b|qwen2.5-7b|tiny] [--tokens 16,32]
+//! [--target 4x1024] [--compute f32,f16,f16-flash,f16-recompute[-offload]]`: one JSON object
+//! per compute on stdout (`-offload`: AdamW's moments in host memory, their transit buffers on
+//! the GPU), a table on stderr. At Qwen2.5-1.5B each compute takes about 6 minutes on lavapipe (2 cores).
 
 use anyhow::{bail, Context, Result};
 use benches::step::{config, random_batch, Phase, Trainer};

@@ -18,12 +18,11 @@
 //!
 //! `trainbench [--model qwen2.5-1.5b|qwen2.5-0.5b|qwen2.5-7b|tiny] [--batch 4] [--seq 1024]
 //! [--warmup 3] [--steps 5] [--precision f32|f16|auto] [--recompute] [--plan ITEM,..]
-//! [--budget-s 60] [--smoke] [--no-check]`; plan items: train-f16, train-f16-recompute, train-f16-flash
-//! (attention on the f32 flash kernels instead of f16 matmul blocks), train-f32,
+//! [--budget-s 60] [--smoke] [--no-check]`; plan items: train-f16, train-f16-recompute,
+//! train-f16-flash (attention on the f32 flash kernels instead of f16 matmul blocks), train-f32,
 //! train-f32-recompute, each train item optionally followed by -offload (AdamW's moments in
 //! host memory: what the step pays to carry them), diagnose-f16, diagnose-f32, objective,
-//! objective-f16. Exit status 1 if
-//! a check failed or a figure could not be made.
+//! objective-f16. Exit status 1 if a check failed or a figure could not be made.
 
 use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
