@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 use crate::pool::{Pool, PoolStats};
 use crate::runtime::Runtime;
+use kernels::matmul::Fragment;
 
 /// Environment variable: a case-insensitive substring of the adapter name to use.
 pub const ADAPTER_ENV: &str = "TRAINER_ADAPTER";
@@ -146,6 +147,7 @@ pub(crate) struct DeviceInner {
     pub(crate) shader_checks: bool,
     pub(crate) max_binding: u64,
     pub(crate) coop_matmul: CoopMatmul,
+    pub(crate) coop_fragment: Option<Fragment>,
     pub(crate) fault: Arc<Mutex<Option<Fault>>>,
     pub(crate) pool: Mutex<Pool>,
     pub(crate) runtime: Mutex<Runtime>,
@@ -227,13 +229,19 @@ impl Device {
         };
         let info = adapter.get_info();
         let mut offered = adapter.features();
-        // Our cooperative-matrix kernels use 16x16x16 tiles, f16 inputs, f32 accumulation.
-        let has_coop_shape = adapter.cooperative_matrix_properties().iter().any(|p| {
-            (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
-                && p.ab_type == wgpu::CooperativeScalarType::F16
-                && p.cr_type == wgpu::CooperativeScalarType::F32
-        });
-        if !has_coop_shape {
+        // Our cooperative-matrix kernels take f16 inputs and accumulate in f32, on 16x16x16
+        // fragments, or 8x8x8 ones where those are all the adapter offers.
+        let offers = |side: u32| {
+            adapter.cooperative_matrix_properties().iter().any(|p| {
+                (p.m_size, p.n_size, p.k_size) == (side, side, side)
+                    && p.ab_type == wgpu::CooperativeScalarType::F16
+                    && p.cr_type == wgpu::CooperativeScalarType::F32
+            })
+        };
+        let coop_fragment = [Fragment::X16, Fragment::X8]
+            .into_iter()
+            .find(|f| offers(f.side()));
+        if coop_fragment.is_none() {
             offered.remove(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
         }
         let wanted = wgpu::Features::SHADER_F16
@@ -302,6 +310,7 @@ impl Device {
             shader_checks: opts.shader_checks,
             max_binding,
             coop_matmul,
+            coop_fragment,
             fault,
             pool: Mutex::new(Pool::default()),
             runtime: Mutex::new(runtime),
@@ -335,6 +344,21 @@ impl Device {
     /// The cooperative-matrix kernel f16 products run on where they fit.
     pub fn coop_matmul(&self) -> CoopMatmul {
         self.0.coop_matmul
+    }
+    /// Whether f16 products are the default here (`--precision auto`): cooperative matrices
+    /// on a GPU. A CPU adapter's (lavapipe's, emulated: 1.8x its f32 kernel at 256^3, in
+    /// BENCHMARKS.md) run when asked for, but the default there stays f32, the precision of
+    /// the references the CPU checks against.
+    pub fn prefers_f16(&self) -> bool {
+        self.coop_fragment().is_some() && self.device_type() != wgpu::DeviceType::Cpu
+    }
+    /// The cooperative-matrix fragments the kernels use (`None` without cooperative matrices).
+    pub fn coop_fragment(&self) -> Option<Fragment> {
+        self.0
+            .features
+            .cooperative_matrix
+            .then_some(self.0.coop_fragment)
+            .flatten()
     }
     /// The failure the driver reported on its own since the device was opened (a lost
     /// device, an error in a submission), as an error; `Ok` while there is none.

@@ -31,6 +31,7 @@ pub use device::{
 };
 pub use dtype::DType;
 pub use error::{Error, Result};
+pub use kernels::matmul::Fragment;
 pub use pool::PoolStats;
 pub use profile::{KernelTime, Profile};
 pub use tensor::{Tensor, TensorId};

@@ -50,15 +50,45 @@ pub static F16_F32: Source = simt_source!(
     SIMT_NEEDS_F16
 );
 
-pub static COOP: Source = Source {
-    name: "matmul_coop",
-    wgsl: include_str!("../wgsl/matmul_coop.wgsl"),
-    needs: Needs {
-        f16: true,
-        subgroups: true,
-        cooperative_matrix: true,
-    },
-};
+/// The cooperative-matrix body is a template over the fragment side `F` and its types.
+macro_rules! coop_source {
+    ($name:literal, $side:literal) => {
+        Source {
+            name: $name,
+            wgsl: concat!(
+                "enable f16;\nenable wgpu_cooperative_matrix;\n",
+                "diagnostic(off, derivative_uniformity);\n",
+                "const F: u32 = ",
+                $side,
+                "u;\nalias FragA = coop_mat",
+                $side,
+                "x",
+                $side,
+                "<f16, A>;\nalias FragB = coop_mat",
+                $side,
+                "x",
+                $side,
+                "<f16, B>;\nalias FragC = coop_mat",
+                $side,
+                "x",
+                $side,
+                "<f32, C>;\n",
+                include_str!("../wgsl/matmul_coop.wgsl")
+            ),
+            needs: Needs {
+                f16: true,
+                subgroups: true,
+                cooperative_matrix: true,
+            },
+        }
+    };
+}
+
+/// 16x16x16 fragments (NVIDIA's Vulkan driver offers them: GPU-NOTES).
+pub static COOP: Source = coop_source!("matmul_coop", "16");
+/// 8x8x8 fragments, where an adapter offers no 16x16x16 f16 -> f32 shape (Mesa 26's
+/// lavapipe, which runs them on the CPU).
+pub static COOP8: Source = coop_source!("matmul_coop8", "8");
 
 /// The skinny (few-row) product, see `wgsl/matmul_gemv.wgsl`.
 pub static GEMV: Source = Source {
@@ -101,7 +131,7 @@ pub fn gemv(rows: usize, n: usize, k: usize) -> Launch {
 
 /// The WGSL sources of this family.
 pub fn sources() -> Vec<&'static Source> {
-    vec![&F32_F32, &F16_F16, &F32_F16, &F16_F32, &COOP, &GEMV]
+    vec![&F32_F32, &F16_F16, &F32_F16, &F16_F32, &COOP, &COOP8, &GEMV]
 }
 
 /// Element type of an operand (the output is always f32).
@@ -116,17 +146,43 @@ pub enum Elem {
 pub enum Variant {
     /// Tiled SIMT (64 x 64 tiles, 8 x 4 per invocation), any sizes, f32 accumulation.
     Simt { a: Elem, b: Elem },
-    /// f16 cooperative matrices with A/B staged through workgroup memory (128 x 128 tiles).
-    CoopStaged,
+    /// f16 cooperative matrices with A/B staged through workgroup memory (8F x 8F tiles for
+    /// fragments of side F).
+    CoopStaged(Fragment),
     /// [`Variant::CoopStaged`] with the next slab fetched into registers while the current
     /// one is multiplied (global loads overlapping the tensor cores).
-    CoopPrefetch,
-    /// f16 cooperative matrices loaded straight from global memory (128 x 128 tiles).
-    CoopDirect,
+    CoopPrefetch(Fragment),
+    /// f16 cooperative matrices loaded straight from global memory (8F x 8F tiles).
+    CoopDirect(Fragment),
+}
+
+/// The shape of the cooperative matrices (f16 x f16 -> f32) a kernel multiplies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fragment {
+    /// 16 x 16 x 16 (NVIDIA's Vulkan driver).
+    X16,
+    /// 8 x 8 x 8, where that is all an adapter offers (lavapipe).
+    X8,
+}
+
+impl Fragment {
+    /// The fragment's side.
+    pub fn side(self) -> u32 {
+        match self {
+            Fragment::X16 => 16,
+            Fragment::X8 => 8,
+        }
+    }
+
+    fn source(self) -> &'static Source {
+        match self {
+            Fragment::X16 => &COOP,
+            Fragment::X8 => &COOP8,
+        }
+    }
 }
 
 const SIMT_TILE: u32 = 64;
-const COOP_TILE: u32 = 128;
 /// M, N and K must be multiples of this for the cooperative-matrix kernels.
 pub const COOP_MULTIPLE: usize = 16;
 
@@ -183,28 +239,28 @@ impl Plan {
                     SIMT_TILE,
                 )
             }
-            Variant::CoopStaged | Variant::CoopPrefetch => (
+            Variant::CoopStaged(f) | Variant::CoopPrefetch(f) => (
                 Kernel {
-                    source: &COOP,
+                    source: f.source(),
                     entry: "matmul_coop",
                     bindings: &[1, 2, 3],
                 },
-                COOP_TILE,
+                8 * f.side(),
             ),
-            Variant::CoopDirect => (
+            Variant::CoopDirect(f) => (
                 Kernel {
-                    source: &COOP,
+                    source: f.source(),
                     entry: "matmul_coop_direct",
                     bindings: &[4, 5, 6],
                 },
-                COOP_TILE,
+                8 * f.side(),
             ),
         };
         let mut constants = vec![
             ("TRANS_A", f64::from(u8::from(self.trans_a))),
             ("TRANS_B", f64::from(u8::from(self.trans_b))),
         ];
-        if variant == Variant::CoopPrefetch {
+        if matches!(variant, Variant::CoopPrefetch(_)) {
             constants.push(("PREFETCH", 1.0));
         }
         let gx = (self.n as u64).div_ceil(tile as u64) as u32;
@@ -427,5 +483,25 @@ mod tests {
             70_000
         );
         assert_eq!(l[1].params[13], MAX_WORKGROUPS_PER_DIM);
+    }
+
+    #[test]
+    fn coop_grids_cover_c_in_tiles_of_eight_fragments() {
+        // 200 x 72 (M x N): 128-wide tiles on 16x16 fragments, 64-wide on 8x8.
+        let p = plan(200, 72, 32, false, false, &[3], &[3]).unwrap();
+        for (f, grid) in [(Fragment::X16, [1, 2, 3]), (Fragment::X8, [2, 4, 3])] {
+            for v in [
+                Variant::CoopDirect(f),
+                Variant::CoopStaged(f),
+                Variant::CoopPrefetch(f),
+            ] {
+                let l = p.launches(v);
+                assert_eq!(l.len(), 1);
+                assert_eq!(l[0].workgroups, grid, "{v:?}");
+                assert_eq!(l[0].kernel.source.name, f.source().name, "{v:?}");
+                let prefetch = l[0].constants.iter().any(|&(c, _)| c == "PREFETCH");
+                assert_eq!(prefetch, matches!(v, Variant::CoopPrefetch(_)), "{v:?}");
+            }
+        }
     }
 }

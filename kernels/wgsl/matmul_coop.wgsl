@@ -1,5 +1,9 @@
 // Cooperative-matrix matmul: C[z] = op(A[z]) @ op(B[z]) with f16 inputs, f32 accumulation and
-// f32 output, on the tensor cores through 16x16x16 cooperative matrices.
+// f32 output, on the tensor cores through F x F x F cooperative matrices. The launcher's prefix
+// sets F (16, or 8 where the adapter offers only 8x8x8, as lavapipe and Apple GPUs do) and the
+// fragment types FragA / FragB / FragC, after the `enable` and `diagnostic` directives: cooperative
+// ops need subgroup-uniform control flow, and naga's analysis only knows workgroup uniformity, so
+// branching on the subgroup id is allowed here on purpose.
 //
 //   matmul_coop         A/B slabs staged through workgroup memory (with PREFETCH, the next
 //                       slab fetched into registers during the current one's products)
@@ -9,18 +13,12 @@
 //
 // Shapes, transposes (TRANS_A / TRANS_B) and batches as in matmul.wgsl (same Params). Needs M,
 // N and K multiples of 16 (the launcher checks), so every 8-half chunk of a row is wholly in or
-// out of range and every 16x16 tile of C is.
-// Grid: (ceil(N / 128), ceil(M / 128), batches). A workgroup of 128 invocations computes a
-// 128 x 128 tile of C; each subgroup a 64 x 64 block of it, as 4 x 4 f32 accumulator tiles.
-// Subgroups are found with subgroup_id, so any subgroup size works: with fewer than four
-// subgroups (64-wide ones) the blocks are done in several passes, with more the extra ones only
-// help to stage.
-
-enable f16;
-enable wgpu_cooperative_matrix;
-// Cooperative ops need subgroup-uniform control flow; naga's analysis only knows workgroup
-// uniformity, so branching on the subgroup id is allowed here on purpose.
-diagnostic(off, derivative_uniformity);
+// out of range and every F x F tile of C is.
+// Grid: (ceil(N / BN), ceil(M / BM), batches). A workgroup of 128 invocations computes a
+// BM x BN tile of C (8F x 8F); each subgroup a 4F x 4F block of it, as 4 x 4 f32 accumulator
+// fragments. Subgroups are found with subgroup_id, so any subgroup size works: with fewer than
+// four subgroups (64-wide ones) the blocks are done in several passes, with more the extra ones
+// only help to stage.
 
 struct Params {
     m: u32,
@@ -54,17 +52,20 @@ override TRANS_B: bool = false;
 override PREFETCH: bool = false;
 
 const WG: u32 = 128u;
-const BM: u32 = 128u;
-const BN: u32 = 128u;
-const BK: u32 = 32u;
-// A subgroup's block of C: 4 x 4 tiles of 16 x 16.
-const SB: u32 = 64u;
+const BM: u32 = 8u * F;
+const BN: u32 = 8u * F;
+const BK: u32 = 2u * F;
+// A subgroup's block of C: 4 x 4 fragments of F x F.
+const SB: u32 = 4u * F;
 // Staged slabs hold halves in the operand's stored layout, rows padded by 8 halves (16 bytes,
 // which keeps every fragment 16-byte aligned): rows along M or N are BK + 8 long, rows along K
-// are BM + 8 (= BN + 8) long.
-const LD_SHORT: u32 = 40u;
-const LD_LONG: u32 = 136u;
-const SLAB: u32 = 5120u; // max(BM * LD_SHORT, BK * LD_LONG)
+// are BM + 8 (= BN + 8) long. BM * (BK + 8) is the larger slab for any F.
+const LD_SHORT: u32 = BK + 8u;
+const LD_LONG: u32 = BM + 8u;
+const SLAB: u32 = BM * LD_SHORT;
+// Each operand's slab is BM * BK / 8 chunks of 8 halves: CHUNKS per invocation (4 at F = 16,
+// 1 at F = 8).
+const CHUNKS: u32 = BM * BK / 8u / WG;
 
 var<workgroup> ta: array<f16, SLAB>;
 var<workgroup> tb: array<f16, SLAB>;
@@ -97,7 +98,7 @@ fn put8(dst_a: bool, dst: u32, lo: vec4<f16>, hi: vec4<f16>) {
     }
 }
 
-// Where chunk e (of 512 per operand and slab, 8 halves each) of a slab comes from and goes:
+// Where chunk e (of BM * BK / 8 per operand and slab, 8 halves each) of a slab comes from and goes:
 // whether it is in range, its first half in global memory, and in the staged slab.
 struct Slot {
     ok: bool,
@@ -107,40 +108,40 @@ struct Slot {
 
 fn slot_a(o: Offsets, m0: u32, k0: u32, e: u32) -> Slot {
     if (TRANS_A) { // stored (K, M): slab rows are k
-        let r = e / 16u;
-        let q = (e % 16u) * 8u;
+        let r = e / (BM / 8u);
+        let q = (e % (BM / 8u)) * 8u;
         return Slot(k0 + r < p.k && m0 + q < p.m, o.a + (k0 + r) * p.m + m0 + q, r * LD_LONG + q);
     }
     // stored (M, K): slab rows are m
-    let r = e / 4u;
-    let q = (e % 4u) * 8u;
+    let r = e / (BK / 8u);
+    let q = (e % (BK / 8u)) * 8u;
     return Slot(m0 + r < p.m && k0 + q < p.k, o.a + (m0 + r) * p.k + k0 + q, r * LD_SHORT + q);
 }
 
 fn slot_b(o: Offsets, n0: u32, k0: u32, e: u32) -> Slot {
     if (TRANS_B) { // stored (N, K): slab rows are n
-        let r = e / 4u;
-        let q = (e % 4u) * 8u;
+        let r = e / (BK / 8u);
+        let q = (e % (BK / 8u)) * 8u;
         return Slot(n0 + r < p.n && k0 + q < p.k, o.b + (n0 + r) * p.k + k0 + q, r * LD_SHORT + q);
     }
     // stored (K, N): slab rows are k
-    let r = e / 16u;
-    let q = (e % 16u) * 8u;
+    let r = e / (BN / 8u);
+    let q = (e % (BN / 8u)) * 8u;
     return Slot(k0 + r < p.k && n0 + q < p.n, o.b + (k0 + r) * p.n + n0 + q, r * LD_LONG + q);
 }
 
-// One invocation's share of a slab held in registers: chunks lid + i * WG (i < 4) of each
+// One invocation's share of a slab held in registers: chunks lid + i * WG (i < CHUNKS) of each
 // operand as (lo, hi) vec4 pairs; chunks out of range are zeros.
 struct Fetched {
-    a: array<vec4<f16>, 8>,
-    b: array<vec4<f16>, 8>,
+    a: array<vec4<f16>, 2u * CHUNKS>,
+    b: array<vec4<f16>, 2u * CHUNKS>,
 }
 
 // Load this invocation's share of op(A)[m0 .. m0+BM, k0 .. k0+BK] and
 // op(B)[k0 .. k0+BK, n0 .. n0+BN] from global memory.
 fn fetch(o: Offsets, m0: u32, n0: u32, k0: u32, lid: u32) -> Fetched {
     var f: Fetched;
-    for (var i = 0u; i < 4u; i++) {
+    for (var i = 0u; i < CHUNKS; i++) {
         let e = lid + i * WG;
         let sa = slot_a(o, m0, k0, e);
         if (sa.ok) {
@@ -159,41 +160,41 @@ fn fetch(o: Offsets, m0: u32, n0: u32, k0: u32, lid: u32) -> Fetched {
 // Write a fetched share into the staged slabs (where a chunk goes does not depend on the
 // slab's position, so any offsets do).
 fn put(o: Offsets, f: Fetched, lid: u32) {
-    for (var i = 0u; i < 4u; i++) {
+    for (var i = 0u; i < CHUNKS; i++) {
         let e = lid + i * WG;
         put8(true, slot_a(o, 0u, 0u, e).dst, f.a[2u * i], f.a[2u * i + 1u]);
         put8(false, slot_b(o, 0u, 0u, e).dst, f.b[2u * i], f.b[2u * i + 1u]);
     }
 }
 
-// Stage op(A)[m0 .. m0+BM, k0 .. k0+BK] and op(B)[k0 .. k0+BK, n0 .. n0+BN]: 512 chunks of 8
-// halves each, 4 per invocation; chunks out of range are zeros.
+// Stage op(A)[m0 .. m0+BM, k0 .. k0+BK] and op(B)[k0 .. k0+BK, n0 .. n0+BN], CHUNKS chunks
+// of 8 halves per invocation and operand; chunks out of range are zeros.
 fn stage(o: Offsets, m0: u32, n0: u32, k0: u32, lid: u32) {
     put(o, fetch(o, m0, n0, k0, lid), lid);
 }
 
-// Fragment i (rows wr + 16 i of the tile, columns kk .. kk+16) of the staged A slab.
-fn frag_a(wr: u32, i: u32, kk: u32) -> coop_mat16x16<f16, A> {
+// Fragment i (rows wr + F i of the tile, columns kk .. kk+F) of the staged A slab.
+fn frag_a(wr: u32, i: u32, kk: u32) -> FragA {
     if (TRANS_A) { // element (m, k) at k * LD_LONG + m: column-major
-        let o = kk * LD_LONG + wr + i * 16u;
+        let o = kk * LD_LONG + wr + i * F;
         let ld = LD_LONG;
-        return coopLoad<coop_mat16x16<f16, A>>(&ta[o], ld);
+        return coopLoad<FragA>(&ta[o], ld);
     }
-    let o = (wr + i * 16u) * LD_SHORT + kk;
+    let o = (wr + i * F) * LD_SHORT + kk;
     let ld = LD_SHORT;
-    return coopLoadT<coop_mat16x16<f16, A>>(&ta[o], ld);
+    return coopLoadT<FragA>(&ta[o], ld);
 }
 
-// Fragment j (rows kk .. kk+16, columns wc + 16 j of the tile) of the staged B slab.
-fn frag_b(wc: u32, j: u32, kk: u32) -> coop_mat16x16<f16, B> {
+// Fragment j (rows kk .. kk+F, columns wc + F j of the tile) of the staged B slab.
+fn frag_b(wc: u32, j: u32, kk: u32) -> FragB {
     if (TRANS_B) { // element (k, n) at n * LD_SHORT + k: column-major
-        let o = (wc + j * 16u) * LD_SHORT + kk;
+        let o = (wc + j * F) * LD_SHORT + kk;
         let ld = LD_SHORT;
-        return coopLoad<coop_mat16x16<f16, B>>(&tb[o], ld);
+        return coopLoad<FragB>(&tb[o], ld);
     }
-    let o = kk * LD_LONG + wc + j * 16u;
+    let o = kk * LD_LONG + wc + j * F;
     let ld = LD_LONG;
-    return coopLoadT<coop_mat16x16<f16, B>>(&tb[o], ld);
+    return coopLoadT<FragB>(&tb[o], ld);
 }
 
 @compute @workgroup_size(128)
@@ -211,13 +212,13 @@ fn matmul_coop(
     }
     let passes = workgroupUniformLoad(&passes_wg);
     let slabs = (p.k + BK - 1u) / BK;
-    var acc: array<coop_mat16x16<f32, C>, 16>;
+    var acc: array<FragC, 16>;
     for (var ps = 0u; ps < passes; ps++) {
         let blk = sg + ps * nsg;
         let wr = (blk / 2u) * SB;
         let wc = (blk % 2u) * SB;
         let busy = blk < 4u && m0 + wr < p.m && n0 + wc < p.n;
-        acc = array<coop_mat16x16<f32, C>, 16>();
+        acc = array<FragC, 16>();
         var next: Fetched;
         if (PREFETCH) {
             next = fetch(o, m0, n0, 0u, lid);
@@ -235,7 +236,7 @@ fn matmul_coop(
                 next = fetch(o, m0, n0, (s + 1u) * BK, lid);
             }
             if (busy) {
-                for (var kk = 0u; kk < BK; kk += 16u) {
+                for (var kk = 0u; kk < BK; kk += F) {
                     let a0 = frag_a(wr, 0u, kk);
                     let a1 = frag_a(wr, 1u, kk);
                     let a2 = frag_a(wr, 2u, kk);
@@ -265,8 +266,8 @@ fn matmul_coop(
         }
         if (busy) {
             for (var t = 0u; t < 16u; t++) {
-                let row = m0 + wr + (t / 4u) * 16u;
-                let col = n0 + wc + (t % 4u) * 16u;
+                let row = m0 + wr + (t / 4u) * F;
+                let col = n0 + wc + (t % 4u) * F;
                 if (row < p.m && col < p.n) {
                     let co = o.c + row * p.n + col;
                     let ld = p.n;
@@ -296,31 +297,31 @@ fn matmul_coop_direct(
         var rows: array<u32, 4>;
         var cols: array<u32, 4>;
         for (var i = 0u; i < 4u; i++) {
-            rows[i] = min(m0 + wr + i * 16u, p.m - 16u);
-            cols[i] = min(n0 + wc + i * 16u, p.n - 16u);
+            rows[i] = min(m0 + wr + i * F, p.m - F);
+            cols[i] = min(n0 + wc + i * F, p.n - F);
         }
-        var acc: array<coop_mat16x16<f32, C>, 16>;
-        for (var k = 0u; k < p.k; k += 16u) {
-            var fa: array<coop_mat16x16<f16, A>, 4>;
-            var fb: array<coop_mat16x16<f16, B>, 4>;
+        var acc: array<FragC, 16>;
+        for (var k = 0u; k < p.k; k += F) {
+            var fa: array<FragA, 4>;
+            var fb: array<FragB, 4>;
             for (var i = 0u; i < 4u; i++) {
                 if (TRANS_A) { // stored (K, M): column-major op(A)
                     let ao = o.a + k * p.m + rows[i];
                     let lda = p.m;
-                    fa[i] = coopLoad<coop_mat16x16<f16, A>>(&ah[ao], lda);
+                    fa[i] = coopLoad<FragA>(&ah[ao], lda);
                 } else {
                     let ao = o.a + rows[i] * p.k + k;
                     let lda = p.k;
-                    fa[i] = coopLoadT<coop_mat16x16<f16, A>>(&ah[ao], lda);
+                    fa[i] = coopLoadT<FragA>(&ah[ao], lda);
                 }
                 if (TRANS_B) { // stored (N, K): column-major op(B)
                     let bo = o.b + cols[i] * p.k + k;
                     let ldb = p.k;
-                    fb[i] = coopLoad<coop_mat16x16<f16, B>>(&bh[bo], ldb);
+                    fb[i] = coopLoad<FragB>(&bh[bo], ldb);
                 } else {
                     let bo = o.b + k * p.n + cols[i];
                     let ldb = p.n;
-                    fb[i] = coopLoadT<coop_mat16x16<f16, B>>(&bh[bo], ldb);
+                    fb[i] = coopLoadT<FragB>(&bh[bo], ldb);
                 }
             }
             for (var t = 0u; t < 16u; t++) {
@@ -328,8 +329,8 @@ fn matmul_coop_direct(
             }
         }
         for (var t = 0u; t < 16u; t++) {
-            let row = m0 + wr + (t / 4u) * 16u;
-            let col = n0 + wc + (t % 4u) * 16u;
+            let row = m0 + wr + (t / 4u) * F;
+            let col = n0 + wc + (t % 4u) * F;
             if (row < p.m && col < p.n) {
                 let co = o.c + row * p.n + col;
                 let ld = p.n;

@@ -118,7 +118,7 @@ struct TrainArgs {
     #[arg(long, default_value_t = trainer::guard::DEFAULT_MAX_BAD_STEPS)]
     max_bad_steps: usize,
     /// Precision of the linear layers' products (weights and optimizer state stay f32): auto
-    /// is f16 where the adapter has cooperative matrices (tensor cores), else f32. f16 uses
+    /// is f16 where a GPU has cooperative matrices (tensor cores), else f32. f16 uses
     /// dynamic loss scaling.
     #[arg(long, value_enum, default_value = "auto")]
     precision: PrecisionArg,
@@ -161,12 +161,12 @@ enum PrecisionArg {
 }
 
 impl PrecisionArg {
-    /// auto: f16 where the adapter has cooperative matrices (tensor cores), else f32.
+    /// auto: f16 where a GPU has cooperative matrices (tensor cores), else f32.
     fn resolve(self, dev: &engine::Device) -> models::Precision {
         match self {
             PrecisionArg::F32 => models::Precision::F32,
             PrecisionArg::F16 => models::Precision::F16,
-            PrecisionArg::Auto if dev.features().cooperative_matrix => models::Precision::F16,
+            PrecisionArg::Auto if dev.prefers_f16() => models::Precision::F16,
             PrecisionArg::Auto => models::Precision::F32,
         }
     }
@@ -293,7 +293,7 @@ struct DiagnoseArgs {
     /// Tokens per forward pass (padded batch size x length).
     #[arg(long, default_value_t = 8192)]
     batch_tokens: usize,
-    /// Precision of the products (auto: f16 where the adapter has cooperative matrices, with
+    /// Precision of the products (auto: f16 where a GPU has cooperative matrices, with
     /// f32 accumulation; else f32).
     #[arg(long, value_enum, default_value = "auto")]
     precision: PrecisionArg,
@@ -660,7 +660,17 @@ fn devices() -> Result<()> {
     );
     println!("f16:                {}", f.f16);
     println!("subgroups:          {}", f.subgroups);
-    println!("cooperative matrix: {}", f.cooperative_matrix);
+    match dev.coop_fragment() {
+        Some(frag) => {
+            let s = frag.side();
+            println!("cooperative matrix: {s}x{s}x{s} f16 -> f32");
+        }
+        None => println!("cooperative matrix: none"),
+    }
+    println!(
+        "--precision auto:   {}",
+        if dev.prefers_f16() { "f16" } else { "f32" }
+    );
     println!("timestamps:         {}", f.timestamps);
     println!("max binding:        {} MiB", dev.max_binding_bytes() >> 20);
     println!("max buffer:         {} MiB", l.max_buffer_size >> 20);

@@ -664,7 +664,7 @@ fn plan(a: &Args, dev: &Device) -> Result<Vec<Item>> {
         "f32" => Precision::F32,
         "f16" => Precision::F16,
         // As `trainer train --precision auto`.
-        "auto" if dev.features().cooperative_matrix => Precision::F16,
+        "auto" if dev.prefers_f16() => Precision::F16,
         "auto" => Precision::F32,
         other => bail!("--precision {other:?}: expected f32, f16 or auto"),
     };

@@ -108,13 +108,13 @@ fn product(
             for t in [a, b] {
                 t.expect_dtype(op, DType::F16)?;
             }
-            if !dev.features().cooperative_matrix {
+            let Some(frag) = dev.coop_fragment() else {
                 return Err(Error::MissingFeature {
                     op,
                     feature: "EXPERIMENTAL_COOPERATIVE_MATRIX",
                     adapter: dev.name().to_string(),
                 });
-            }
+            };
             if !plan.coop_fits() {
                 return Err(Error::BadShape {
                     op,
@@ -126,9 +126,9 @@ fn product(
                 });
             }
             match kernel {
-                MatmulKernel::Coop => Variant::CoopDirect,
-                MatmulKernel::CoopStaged => Variant::CoopStaged,
-                _ => Variant::CoopPrefetch,
+                MatmulKernel::Coop => Variant::CoopDirect(frag),
+                MatmulKernel::CoopStaged => Variant::CoopStaged(frag),
+                _ => Variant::CoopPrefetch(frag),
             }
         }
     };
@@ -142,25 +142,34 @@ fn product(
 }
 
 /// The kernel `MatmulKernel::Auto` runs: cooperative matrices for f16 x f16 where the sizes
-/// fit them (the device's [`crate::CoopMatmul`] one), else SIMT. The coop kernels are
-/// 16x16x16 f16 -> f32, which Vulkan adapters offer (Metal's are 8x8 f32 only), and find
-/// their subgroup with subgroup builtins.
+/// fit them (the device's [`crate::CoopMatmul`] one, on its [`crate::Fragment`]), else SIMT.
 fn auto_variant(dev: &crate::Device, ea: Elem, eb: Elem, plan: &k::Plan) -> Variant {
-    if ea == Elem::F16 && eb == Elem::F16 && coop_available(dev) && plan.coop_fits() {
-        match dev.coop_matmul() {
-            crate::CoopMatmul::Direct => Variant::CoopDirect,
-            crate::CoopMatmul::Staged => Variant::CoopStaged,
-            crate::CoopMatmul::Prefetch => Variant::CoopPrefetch,
+    match coop_fragment(dev) {
+        Some(f) if ea == Elem::F16 && eb == Elem::F16 && plan.coop_fits() => {
+            match dev.coop_matmul() {
+                crate::CoopMatmul::Direct => Variant::CoopDirect(f),
+                crate::CoopMatmul::Staged => Variant::CoopStaged(f),
+                crate::CoopMatmul::Prefetch => Variant::CoopPrefetch(f),
+            }
         }
-    } else {
-        Variant::Simt { a: ea, b: eb }
+        _ => Variant::Simt { a: ea, b: eb },
     }
+}
+
+/// The fragments f16 x f16 products whose sizes are multiples of 16 run on, if they run on
+/// cooperative matrices: the kernels find their subgroup with subgroup builtins, and run on
+/// Vulkan only (where they are tested, on lavapipe's 8x8x8 fragments; wgpu 30 offers Metal's
+/// 8x8 ones for f32 inputs only, GPU-NOTES).
+fn coop_fragment(dev: &crate::Device) -> Option<crate::Fragment> {
+    let f = dev.features();
+    (f.subgroups && dev.backend() == wgpu::Backend::Vulkan)
+        .then(|| dev.coop_fragment())
+        .flatten()
 }
 
 /// Whether f16 x f16 products whose sizes are multiples of 16 run on cooperative matrices.
 pub fn coop_available(dev: &crate::Device) -> bool {
-    let f = dev.features();
-    f.cooperative_matrix && f.subgroups && dev.backend() == wgpu::Backend::Vulkan
+    coop_fragment(dev).is_some()
 }
 
 /// One 2-D product inside larger buffers, not recorded: `C = op(A) @ op(B)` where op(A) is
