@@ -84,9 +84,8 @@ impl Setup {
 
     /// `trainer args` started in the background (stdout dropped, stderr as given).
     fn spawn(args: &[String], stderr: std::process::Stdio) -> std::process::Child {
-        std::process::Command::new(env!("CARGO_BIN_EXE_trainer"))
+        common::trainer_command()
             .args(args)
-            .env("TRAINER_SHADER_CHECKS", "1")
             .stdout(std::process::Stdio::null())
             .stderr(stderr)
             .spawn()

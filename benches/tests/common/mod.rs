@@ -1,13 +1,24 @@
 //! Shared by the benchmark binaries' tests: run one, insist it succeeded, parse its rows.
+#![allow(dead_code)]
 
 use std::process::Command;
 
 use serde_json::Value;
 
-/// Run the benchmark binary `bin` with `args`; it must exit 0. Returns its JSON rows (the
-/// stdout lines that are objects) and its stdout for messages.
+/// The runner cargo runs this target's tests through, from the environment (scripts/test.sh
+/// sets one to run them on another Vulkan driver with its own libc), split at whitespace as
+/// cargo splits it.
+const RUNNER_ENV: &str = "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER";
+
+/// Run the benchmark binary `bin` with `args` (through the runner the test itself runs
+/// through, if any); it must exit 0. Returns its JSON rows (the stdout lines that are
+/// objects) and its stdout for messages.
 pub fn run_rows(bin: &str, args: &[&str]) -> (Vec<Value>, String) {
-    let out = Command::new(bin)
+    let runner = std::env::var(RUNNER_ENV).unwrap_or_default();
+    let mut argv: Vec<&str> = runner.split_whitespace().collect();
+    argv.push(bin);
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
         .args(args)
         .env(
             "XDG_RUNTIME_DIR",
@@ -27,4 +38,22 @@ pub fn run_rows(bin: &str, args: &[&str]) -> (Vec<Value>, String) {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
     (rows, stdout)
+}
+
+/// With `TRAINER_EXPECT_COOP` set (scripts/test.sh's run on a lavapipe that has them), the
+/// binary's `device` row must show cooperative matrices, so that its coop figures cannot be
+/// skipped unnoticed.
+pub fn assert_expected_coop(rows: &[Value]) {
+    if std::env::var_os("TRAINER_EXPECT_COOP").is_none() {
+        return;
+    }
+    let device = rows
+        .iter()
+        .find(|r| r["name"] == "device")
+        .expect("a device row");
+    let features = device["features"].as_str().unwrap_or_default();
+    assert!(
+        features.contains("cooperative_matrix: true"),
+        "TRAINER_EXPECT_COOP is set: {device}"
+    );
 }

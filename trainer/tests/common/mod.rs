@@ -35,13 +35,22 @@ pub fn tiny_model(dir: &Path) {
     model.save(dir, Some(&smollm2()), SaveDtype::F32).unwrap();
 }
 
-pub fn trainer(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(args)
+/// The `trainer` binary with the kernels' bounds checks on and the Hub offline, run through
+/// the runner cargo runs this test through, if the environment sets one (scripts/test.sh does,
+/// to run the f16 tests on another Vulkan driver with its own libc).
+pub fn trainer_command() -> Command {
+    let runner = std::env::var("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER").unwrap_or_default();
+    let mut argv: Vec<&str> = runner.split_whitespace().collect();
+    argv.push(env!("CARGO_BIN_EXE_trainer"));
+    let mut c = Command::new(argv[0]);
+    c.args(&argv[1..])
         .env("TRAINER_SHADER_CHECKS", "1")
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .expect("runs trainer")
+        .env("HF_HUB_OFFLINE", "1");
+    c
+}
+
+pub fn trainer(args: &[&str]) -> std::process::Output {
+    trainer_command().args(args).output().expect("runs trainer")
 }
 
 /// `trainer` training the model in `model_dir` on the small SFT file into `out`, with `args`.
@@ -90,10 +99,8 @@ pub fn metrics(dir: &Path) -> Vec<serde_json::Value> {
 
 /// The `trainer` binary with extra environment variables.
 pub fn trainer_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_trainer"))
+    trainer_command()
         .args(args)
-        .env("TRAINER_SHADER_CHECKS", "1")
-        .env("HF_HUB_OFFLINE", "1")
         .envs(env.iter().copied())
         .output()
         .expect("runs trainer")
