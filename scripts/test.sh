@@ -8,10 +8,10 @@ export TRAINER_HF_PYTHON="${TRAINER_HF_PYTHON:-$(bash scripts/setup_hf.sh)}"   #
 export TRAINER_SHADER_CHECKS=1
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 cargo test --workspace --all-targets "$@"
-# The engine's, models' and benchmarks' tests, and the trainer's f16 runs, again on Mesa's
-# newest lavapipe, whose software Vulkan has cooperative matrices (8x8x8): the f16 products,
-# attention blocks and LM head objective then run on the cooperative-matrix kernels, the paths
-# a GPU with tensor cores takes (on 16x16x16 fragments).
+# The engine's, models' and benchmarks' tests, and the trainer's f16 runs and diagnosis,
+# again on Mesa's newest lavapipe, whose software Vulkan has cooperative matrices (8x8x8): the
+# f16 products, attention blocks and LM head objective then run on the cooperative-matrix
+# kernels, the paths a GPU with tensor cores takes (on 16x16x16 fragments).
 if [ "$(uname -m)" = x86_64 ] && command -v apt-get >/dev/null && [ -z "${TRAINER_SKIP_COOP:-}" ]; then
   coop="$(bash scripts/lavapipe_coop.sh)"
   lib="$coop/root/usr/lib/x86_64-linux-gnu"
@@ -19,7 +19,7 @@ if [ "$(uname -m)" = x86_64 ] && command -v apt-get >/dev/null && [ -z "${TRAINE
   # Test binaries (and the binaries they start) run through that Mesa's own loader and libc.
   export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$lib/ld-linux-x86-64.so.2 --library-path $lib"
   cargo test -p engine -p models -p benches --tests "$@"
-  cargo test -p trainer --test train f16
+  cargo test -p trainer --test train --test diagnose f16
 else
   echo "test.sh: skipped the cooperative-matrix run (it needs apt-get on x86-64; TRAINER_SKIP_COOP skips it)"
 fi
