@@ -16,10 +16,19 @@ if [ "$(uname -m)" = x86_64 ] && command -v apt-get >/dev/null && [ -z "${TRAINE
   coop="$(bash scripts/lavapipe_coop.sh)"
   lib="$coop/root/usr/lib/x86_64-linux-gnu"
   export VK_DRIVER_FILES="$coop/lvp_icd.json" TRAINER_EXPECT_COOP=1
-  # Test binaries (and the binaries they start) run through that Mesa's own loader and libc.
-  export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$lib/ld-linux-x86-64.so.2 --library-path $lib"
-  cargo test -p engine -p models -p benches --tests "$@"
-  cargo test -p trainer --test train --test diagnose f16
+  # The test binaries built above (another package selection would resolve the dependencies'
+  # features anew and build them again), run through that Mesa's own loader and libc, as are
+  # the binaries they start (through cargo's runner variable, which the tests read).
+  runner="$lib/ld-linux-x86-64.so.2 --library-path $lib"
+  bins="$(cargo test --workspace --all-targets --no-run --message-format=json "$@" 2>/dev/null |
+    python3 scripts/test_binaries.py engine models benches trainer:train/f16 trainer:diagnose/f16)"
+  [ -n "$bins" ] || { echo "test.sh: found no test binaries for the cooperative-matrix run" >&2; exit 1; }
+  export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$runner"
+  while IFS=$'\t' read -r dir exe filter; do
+    echo "cooperative matrices: $(basename "$exe") $filter"
+    # shellcheck disable=SC2086 # the runner is a command and its arguments
+    (cd "$dir" && $runner "$exe" $filter) || exit 1
+  done <<<"$bins"
 else
   echo "test.sh: skipped the cooperative-matrix run (it needs apt-get on x86-64; TRAINER_SKIP_COOP skips it)"
 fi
