@@ -241,7 +241,8 @@ fn coop_kernels_match_reference_when_available() {
         MatmulKernel::CoopPrefetch,
     ] {
         let what = format!("{kernel:?}");
-        // Tiles past M or N inside a 128 x 128 workgroup tile, K past one 32-deep slab.
+        // Tiles past M or N inside a workgroup tile (128 x 128 on 16x16 fragments, 64 x 64 on
+        // 8x8 ones), K past one slab (32 or 16 deep).
         check_product(&what, (48, 80, 16), &[], &[], kernel, true, 30);
         check_product(&what, (144, 48, 272), &[], &[], kernel, true, 31);
         check_product(&what, (128, 128, 128), &[], &[], kernel, true, 32);
