@@ -346,9 +346,9 @@ impl Device {
         self.0.coop_matmul
     }
     /// Whether f16 products are the default here (`--precision auto`): cooperative matrices
-    /// on a GPU. A CPU adapter's (lavapipe's, emulated: 1.8x its f32 kernel at 256^3, in
-    /// BENCHMARKS.md) run when asked for, but the default there stays f32, the precision of
-    /// the references the CPU checks against.
+    /// on a GPU. A CPU adapter's (lavapipe's, emulated, no slower than its f32 kernel at
+    /// 256^3: BENCHMARKS.md) run when asked for, but the default there stays f32, the
+    /// precision of the references the CPU checks against.
     pub fn prefers_f16(&self) -> bool {
         self.coop_fragment().is_some() && self.device_type() != wgpu::DeviceType::Cpu
     }
