@@ -92,6 +92,11 @@ fn smollm2_f16_diagnosis_is_within_f16_bounds_of_hf() {
 }
 
 #[test]
+fn qwen_f16_diagnosis_is_within_f16_bounds_of_hf() {
+    check("qwen2.5-coder-0.5b-instruct", "f16", 1e-2);
+}
+
+#[test]
 fn bad_arguments_are_one_line_errors() {
     let data = repo("tests/fixtures/data/tiny_sft.jsonl");
     let data = data.to_str().unwrap();
