@@ -15,7 +15,7 @@ cargo test --workspace --all-targets "$@"
 if [ "$(uname -m)" = x86_64 ] && command -v apt-get >/dev/null && [ -z "${TRAINER_SKIP_COOP:-}" ]; then
   coop="$(bash scripts/lavapipe_coop.sh)"
   lib="$coop/root/usr/lib/x86_64-linux-gnu"
-  export VK_DRIVER_FILES="$coop/lvp_icd.json" TRAINER_EXPECT_COOP=1
+  export VK_DRIVER_FILES="$coop/lvp_icd.json" TRAINER_REQUIRE_COOP=1
   # The test binaries built above (another package selection would resolve the dependencies'
   # features anew and build them again), run through that Mesa's own loader and libc, as are
   # the binaries they start (through cargo's runner variable, which the tests read).

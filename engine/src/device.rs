@@ -19,6 +19,10 @@ pub const MAX_BINDING_ENV: &str = "TRAINER_MAX_BINDING_BYTES";
 /// Environment variable: which cooperative-matrix matmul kernel f16 products run on (see
 /// [`CoopMatmul`]), to compare them in a real run.
 pub const COOP_MATMUL_ENV: &str = "TRAINER_COOP_MATMUL";
+/// Environment variable: set to `1` to refuse an adapter on which the kernels have no
+/// cooperative matrices (scripts/test.sh's run on a lavapipe that has them, so that their
+/// tests cannot pass by falling back to the SIMT kernels).
+pub const REQUIRE_COOP_ENV: &str = "TRAINER_REQUIRE_COOP";
 
 /// The cooperative-matrix matmul kernels (`kernels/wgsl/matmul_coop.wgsl`), one of which
 /// runs every f16 x f16 product whose sizes fit them.
@@ -61,8 +65,8 @@ impl CoopMatmul {
 pub const BINDING_CEILING: u64 = (1 << 31) - 4;
 
 /// How to open a device. `Default` reads nothing; [`DeviceOptions::from_env`] reads
-/// `WGPU_BACKEND`, `TRAINER_ADAPTER`, `TRAINER_SHADER_CHECKS`, `TRAINER_MAX_BINDING_BYTES` and
-/// `TRAINER_COOP_MATMUL`.
+/// `WGPU_BACKEND`, `TRAINER_ADAPTER`, `TRAINER_SHADER_CHECKS`, `TRAINER_MAX_BINDING_BYTES`,
+/// `TRAINER_COOP_MATMUL` and `TRAINER_REQUIRE_COOP`.
 #[derive(Debug, Clone, Default)]
 pub struct DeviceOptions {
     /// Restrict to these backends (`None`: all compiled in).
@@ -77,23 +81,28 @@ pub struct DeviceOptions {
     /// The cooperative-matrix kernel for f16 products (`None`: [`CoopMatmul::Direct`]), as
     /// given (checked when the device opens).
     pub coop_matmul: Option<String>,
+    /// Fail to open an adapter on which the kernels have no cooperative matrices.
+    pub require_coop: bool,
 }
 
 impl DeviceOptions {
     pub fn from_env() -> Self {
-        let checks = std::env::var(SHADER_CHECKS_ENV)
-            .map(|v| !matches!(v.as_str(), "" | "0" | "false" | "off"))
-            .unwrap_or(false);
+        let flag = |name: &str| {
+            std::env::var(name)
+                .map(|v| !matches!(v.as_str(), "" | "0" | "false" | "off"))
+                .unwrap_or(false)
+        };
         Self {
             backends: wgpu::Backends::from_env(),
             adapter_filter: std::env::var(ADAPTER_ENV).ok().filter(|s| !s.is_empty()),
-            shader_checks: checks,
+            shader_checks: flag(SHADER_CHECKS_ENV),
             max_binding_bytes: std::env::var(MAX_BINDING_ENV)
                 .ok()
                 .and_then(|v| v.trim().parse().ok()),
             coop_matmul: std::env::var(COOP_MATMUL_ENV)
                 .ok()
                 .filter(|s| !s.is_empty()),
+            require_coop: flag(REQUIRE_COOP_ENV),
         }
     }
 }
@@ -238,10 +247,10 @@ impl Device {
                     && p.cr_type == wgpu::CooperativeScalarType::F32
             })
         };
-        let coop_fragment = [Fragment::X16, Fragment::X8]
+        let offered_fragment = [Fragment::X16, Fragment::X8]
             .into_iter()
             .find(|f| offers(f.side()));
-        if coop_fragment.is_none() {
+        if offered_fragment.is_none() {
             offered.remove(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
         }
         let wanted = wgpu::Features::SHADER_F16
@@ -293,6 +302,21 @@ impl Device {
             cooperative_matrix: required.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX),
             timestamps: required.contains(wgpu::Features::TIMESTAMP_QUERY),
         };
+        // The coop kernels find their subgroup with subgroup builtins, and run on Vulkan only
+        // (where they are tested, on lavapipe's 8x8x8 fragments; wgpu 30 offers Metal's 8x8
+        // ones for f32 inputs only, GPU-NOTES).
+        let coop_fragment = offered_fragment.filter(|_| {
+            features.cooperative_matrix
+                && features.subgroups
+                && info.backend == wgpu::Backend::Vulkan
+        });
+        if opts.require_coop && coop_fragment.is_none() {
+            return Err(Error::MissingFeature {
+                op: "opening the device with TRAINER_REQUIRE_COOP",
+                feature: "EXPERIMENTAL_COOPERATIVE_MATRIX (f16 x f16 -> f32, on Vulkan)",
+                adapter: info.name.clone(),
+            });
+        }
         let runtime = Runtime::new(&device, &limits);
         let max_binding = limits
             .max_storage_buffer_binding_size
@@ -352,13 +376,10 @@ impl Device {
     pub fn prefers_f16(&self) -> bool {
         self.coop_fragment().is_some() && self.device_type() != wgpu::DeviceType::Cpu
     }
-    /// The cooperative-matrix fragments the kernels use (`None` without cooperative matrices).
+    /// The cooperative-matrix fragments the kernels use (`None` where they use none: no
+    /// cooperative matrices of a shape they take, no subgroups, or not Vulkan).
     pub fn coop_fragment(&self) -> Option<Fragment> {
-        self.0
-            .features
-            .cooperative_matrix
-            .then_some(self.0.coop_fragment)
-            .flatten()
+        self.0.coop_fragment
     }
     /// The failure the driver reported on its own since the device was opened (a lost
     /// device, an error in a submission), as an error; `Ok` while there is none.

@@ -27,7 +27,7 @@ pub use autograd::{
 };
 pub use device::{
     CoopMatmul, Counters, Device, DeviceOptions, Features, BINDING_CEILING, COOP_MATMUL_ENV,
-    MAX_BINDING_ENV,
+    MAX_BINDING_ENV, REQUIRE_COOP_ENV,
 };
 pub use dtype::DType;
 pub use error::{Error, Result};

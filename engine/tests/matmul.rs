@@ -293,6 +293,25 @@ fn coop_kernel_option_is_checked_when_the_device_opens() {
 }
 
 #[test]
+fn requiring_cooperative_matrices_refuses_an_adapter_without_them() {
+    let mut opts = engine::DeviceOptions::from_env();
+    opts.shader_checks = true;
+    opts.require_coop = true;
+    let has = dev().coop_fragment().is_some();
+    match engine::Device::with_options(opts) {
+        Ok(d) => assert!(has && d.coop_fragment().is_some(), "{}", d.name()),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(!has, "{msg}");
+            assert!(
+                matches!(e, Error::MissingFeature { .. }) && msg.contains("TRAINER_REQUIRE_COOP"),
+                "{msg}"
+            );
+        }
+    }
+}
+
+#[test]
 fn many_batches_split_the_grid() {
     // More batches than one grid dimension holds (65,535): dispatched in two parts.
     let z = 66_000;

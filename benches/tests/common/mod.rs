@@ -1,5 +1,4 @@
 //! Shared by the benchmark binaries' tests: run one, insist it succeeded, parse its rows.
-#![allow(dead_code)]
 
 use std::process::Command;
 
@@ -38,22 +37,4 @@ pub fn run_rows(bin: &str, args: &[&str]) -> (Vec<Value>, String) {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
     (rows, stdout)
-}
-
-/// With `TRAINER_EXPECT_COOP` set (scripts/test.sh's run on a lavapipe that has them), the
-/// binary's `device` row must show cooperative matrices, so that its coop figures cannot be
-/// skipped unnoticed.
-pub fn assert_expected_coop(rows: &[Value]) {
-    if std::env::var_os("TRAINER_EXPECT_COOP").is_none() {
-        return;
-    }
-    let device = rows
-        .iter()
-        .find(|r| r["name"] == "device")
-        .expect("a device row");
-    let features = device["features"].as_str().unwrap_or_default();
-    assert!(
-        features.contains("cooperative_matrix: true"),
-        "TRAINER_EXPECT_COOP is set: {device}"
-    );
 }

@@ -144,7 +144,7 @@ fn product(
 /// The kernel `MatmulKernel::Auto` runs: cooperative matrices for f16 x f16 where the sizes
 /// fit them (the device's [`crate::CoopMatmul`] one, on its [`crate::Fragment`]), else SIMT.
 fn auto_variant(dev: &crate::Device, ea: Elem, eb: Elem, plan: &k::Plan) -> Variant {
-    match coop_fragment(dev) {
+    match dev.coop_fragment() {
         Some(f) if ea == Elem::F16 && eb == Elem::F16 && plan.coop_fits() => {
             match dev.coop_matmul() {
                 crate::CoopMatmul::Direct => Variant::CoopDirect(f),
@@ -156,20 +156,9 @@ fn auto_variant(dev: &crate::Device, ea: Elem, eb: Elem, plan: &k::Plan) -> Vari
     }
 }
 
-/// The fragments f16 x f16 products whose sizes are multiples of 16 run on, if they run on
-/// cooperative matrices: the kernels find their subgroup with subgroup builtins, and run on
-/// Vulkan only (where they are tested, on lavapipe's 8x8x8 fragments; wgpu 30 offers Metal's
-/// 8x8 ones for f32 inputs only, GPU-NOTES).
-fn coop_fragment(dev: &crate::Device) -> Option<crate::Fragment> {
-    let f = dev.features();
-    (f.subgroups && dev.backend() == wgpu::Backend::Vulkan)
-        .then(|| dev.coop_fragment())
-        .flatten()
-}
-
 /// Whether f16 x f16 products whose sizes are multiples of 16 run on cooperative matrices.
 pub fn coop_available(dev: &crate::Device) -> bool {
-    coop_fragment(dev).is_some()
+    dev.coop_fragment().is_some()
 }
 
 /// One 2-D product inside larger buffers, not recorded: `C = op(A) @ op(B)` where op(A) is

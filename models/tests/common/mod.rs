@@ -37,19 +37,9 @@ pub fn read_json(rel: &str) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// A device with the kernels' bounds checks on, as every test runs them; with
-/// `TRAINER_EXPECT_COOP` set, one that has cooperative matrices (as engine's tests).
+/// A device with the kernels' bounds checks on, as every test runs them.
 pub fn device() -> Device {
     let mut opts = DeviceOptions::from_env();
     opts.shader_checks = true;
-    let d = Device::with_options(opts)
-        .expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)");
-    if std::env::var_os("TRAINER_EXPECT_COOP").is_some() {
-        assert!(
-            d.coop_fragment().is_some(),
-            "TRAINER_EXPECT_COOP is set, but {} has no cooperative matrices",
-            d.name()
-        );
-    }
-    d
+    Device::with_options(opts).expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)")
 }
