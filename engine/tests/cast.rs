@@ -182,9 +182,12 @@ fn backward_is_identity_in_f32() {
 fn cast_cache_reuses_its_copy_until_the_tensor_is_written() {
     use engine::ops::cast::CastCache;
     use engine::ops::optim::AdamW;
-    let dev = dev();
+    // Its own device: dispatches are counted, and the other tests running in parallel on the
+    // shared one would land between the readings.
+    let dev = own_dev();
+    let on = |data: &[f32], shape: &[usize]| Tensor::from_slice(&dev, data, shape).unwrap();
     let mut r = rng(9);
-    let w = tensor(&randn(&mut r, 6 * 5), &[6, 5]).var();
+    let w = on(&randn(&mut r, 6 * 5), &[6, 5]).var();
     let fresh = |w: &Tensor| engine::no_grad(|| w.to_dtype(DType::F16).unwrap());
     let cache = CastCache::new();
     let shared = cache.clone();
@@ -197,7 +200,7 @@ fn cast_cache_reuses_its_copy_until_the_tensor_is_written() {
     assert_eq!(f16_bits(&again), f16_bits(&first));
     // Each use is a cast on the tape: the gradient reaches w, in f32.
     let g = randn(&mut r, 30);
-    let grads = weighted_grads(&[again], &[tensor(&g, &[6, 5])]);
+    let grads = weighted_grads(&[again], &[on(&g, &[6, 5])]);
     assert_eq!(grads.get(&w).unwrap().to_vec().unwrap(), g);
     // An optimizer step writes w in place: the next use casts the new values.
     let version = w.version();
@@ -211,7 +214,7 @@ fn cast_cache_reuses_its_copy_until_the_tensor_is_written() {
     assert_eq!(f16_bits(&stepped), f16_bits(&fresh(&w)));
     assert_ne!(f16_bits(&stepped), f16_bits(&first));
     // Another tensor, or the same dtype, is not served the copy.
-    let other = tensor(&randn(&mut r, 30), &[6, 5]);
+    let other = on(&randn(&mut r, 30), &[6, 5]);
     assert_eq!(
         f16_bits(&cache.cast(&other, DType::F16).unwrap()),
         f16_bits(&fresh(&other))
