@@ -444,23 +444,36 @@ mod tests {
     use super::*;
     use crate::device::{Device, DeviceOptions};
 
+    /// A device of the test's own, kernels compiled with bounds checks.
+    fn checked_device() -> Result<Device> {
+        let mut opts = DeviceOptions::from_env();
+        opts.shader_checks = true;
+        Device::with_options(opts)
+    }
+
+    /// A tensor of `shape` filled with a deterministic spread of values in [-1, 1).
+    fn filled(dev: &Device, shape: &[usize], seed: usize) -> Result<Tensor> {
+        let data: Vec<f32> = (0..shape.iter().product())
+            .map(|i: usize| (((i * 7919 + seed * 104_729) % 1000) as f32 / 500.0) - 1.0)
+            .collect();
+        Tensor::from_slice(dev, &data, shape)
+    }
+
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
     /// The decode kernel with any number of key splits (one, several, more than the keys
     /// need so that trailing splits are empty) gives what the block kernel gives, out and lse,
     /// for few queries against a strided key buffer (a cache), both masks, and a group whose
     /// rows fill more than one 8-row block.
     #[test]
     fn decode_splits_agree_with_block_kernel() -> Result<()> {
-        let mut opts = DeviceOptions::from_env();
-        opts.shader_checks = true;
-        let dev = Device::with_options(opts)?;
-        let data = |n: usize, seed: usize| -> Vec<f32> {
-            (0..n)
-                .map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 / 500.0) - 1.0)
-                .collect()
-        };
-        let t4 = |shape: &[usize], seed| {
-            Tensor::from_slice(&dev, &data(shape.iter().product(), seed), shape)
-        };
+        let dev = checked_device()?;
+        let t4 = |shape: &[usize], seed| filled(&dev, shape, seed);
         // (batch, q heads, kv heads, Tq, Tk, stride, head dim)
         for (b, hq, hkv, tq, tk, stride, d) in [
             (2, 6, 2, 3, 70, 75, 24),
@@ -480,11 +493,7 @@ mod tests {
                 for splits in [1, 2, 3, 7] {
                     let got = run_path(Path::Decode(splits))?;
                     for (what, w, g) in [("out", &want.0, &got.0), ("lse", &want.1, &got.1)] {
-                        let worst = w
-                            .iter()
-                            .zip(g)
-                            .map(|(a, b)| (a - b).abs())
-                            .fold(0.0, f32::max);
+                        let worst = max_diff(w, g);
                         assert!(
                             worst < 1e-5,
                             "{what} Tq {tq} Tk {tk} causal {causal} splits {splits}: {worst}"
@@ -500,18 +509,9 @@ mod tests {
     /// with any number of splits still gives what the block kernel gives.
     #[test]
     fn masked_decode_splits_agree_with_block_kernel() -> Result<()> {
-        let mut opts = DeviceOptions::from_env();
-        opts.shader_checks = true;
-        let dev = Device::with_options(opts)?;
-        let data = |n: usize, seed: usize| -> Vec<f32> {
-            (0..n)
-                .map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 / 500.0) - 1.0)
-                .collect()
-        };
+        let dev = checked_device()?;
         let (b, hq, hkv, tq, tk, stride, d) = (3, 4, 2, 2, 140, 150, 8);
-        let t4 = |shape: &[usize], seed| {
-            Tensor::from_slice(&dev, &data(shape.iter().product(), seed), shape)
-        };
+        let t4 = |shape: &[usize], seed| filled(&dev, shape, seed);
         let q = t4(&[b, hq, tq, d], 1)?;
         let kk = t4(&[b, hkv, stride, d], 2)?;
         let v = t4(&[b, hkv, stride, d], 3)?;
@@ -522,11 +522,7 @@ mod tests {
         let want = run_path(Path::Main)?;
         for splits in [1, 2, 3, 5] {
             let got = run_path(Path::Decode(splits))?;
-            let worst = want
-                .iter()
-                .zip(&got)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f32::max);
+            let worst = max_diff(&want, &got);
             assert!(worst < 1e-5, "splits {splits}: {worst}");
             assert!(got.iter().all(|x| x.is_finite()));
         }
@@ -537,18 +533,9 @@ mod tests {
     /// reference checks of `tests/attention.rs` cover the split the heuristic picks).
     #[test]
     fn dkv_splits_agree() -> Result<()> {
-        let mut opts = DeviceOptions::from_env();
-        opts.shader_checks = true;
-        let dev = Device::with_options(opts)?;
-        let data = |n: usize, seed: usize| -> Vec<f32> {
-            (0..n)
-                .map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 / 500.0) - 1.0)
-                .collect()
-        };
+        let dev = checked_device()?;
         let (b, hq, hkv, t, d) = (2, 6, 1, 70, 24);
-        let t4 = |shape: &[usize], seed| {
-            Tensor::from_slice(&dev, &data(shape.iter().product(), seed), shape)
-        };
+        let t4 = |shape: &[usize], seed| filled(&dev, shape, seed);
         let (q, kk, v) = (
             t4(&[b, hq, t, d], 1)?,
             t4(&[b, hkv, t, d], 2)?,
@@ -585,11 +572,7 @@ mod tests {
                             kk.shape()
                         }
                     );
-                    let worst = w
-                        .iter()
-                        .zip(x.to_vec()?)
-                        .map(|(a, b)| (a - b).abs())
-                        .fold(0.0, f32::max);
+                    let worst = max_diff(w, &x.to_vec()?);
                     assert!(
                         worst < 1e-5,
                         "splits {splits}, causal {causal}: differs by {worst}"
