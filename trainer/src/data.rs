@@ -110,7 +110,8 @@ impl Example {
 
 #[derive(Debug)]
 pub struct Dataset {
-    pub path: PathBuf,
+    /// The files read, in order.
+    pub paths: Vec<PathBuf>,
     pub examples: Vec<Example>,
     /// Records cut to `max_length`.
     pub truncated: usize,
@@ -121,6 +122,19 @@ pub struct Dataset {
 impl Dataset {
     pub fn loss_tokens(&self) -> usize {
         self.examples.iter().map(Example::loss_tokens).sum()
+    }
+
+    /// The file read, or the first and how many more (for messages).
+    pub fn name(&self) -> String {
+        files_name(&self.paths)
+    }
+}
+
+fn files_name(paths: &[PathBuf]) -> String {
+    match paths {
+        [one] => one.display().to_string(),
+        [first, rest @ ..] => format!("{} and {} more files", first.display(), rest.len()),
+        [] => "no files".into(),
     }
 }
 
@@ -243,12 +257,49 @@ pub fn read_records(path: &Path) -> Result<Vec<(Origin, Value)>, DataError> {
 
 /// Read and tokenize a JSONL or Parquet (`.parquet`) file.
 pub fn load(path: &Path, tok: &Tokenizer, opts: &DataOptions) -> Result<Dataset, DataError> {
+    load_files(&[path.to_path_buf()], tok, opts)
+}
+
+/// Read and tokenize JSONL or Parquet files (the shards of one dataset, say), their records
+/// in the order of `paths` and of each file.
+pub fn load_files(
+    paths: &[PathBuf],
+    tok: &Tokenizer,
+    opts: &DataOptions,
+) -> Result<Dataset, DataError> {
     let mut ds = Dataset {
-        path: path.into(),
+        paths: paths.to_vec(),
         examples: Vec::new(),
         truncated: 0,
         dropped: 0,
     };
+    for path in paths {
+        load_into(&mut ds, path, tok, opts)?;
+    }
+    if ds.examples.is_empty() {
+        let msg = if ds.dropped > 0 {
+            format!(
+                "none of its {} records has a loss token within --max-length {}",
+                ds.dropped, opts.max_length
+            )
+        } else {
+            "no records".to_string()
+        };
+        return Err(DataError::File {
+            path: ds.name().into(),
+            msg,
+        });
+    }
+    Ok(ds)
+}
+
+/// Append the examples of one file to `ds`.
+fn load_into(
+    ds: &mut Dataset,
+    path: &Path,
+    tok: &Tokenizer,
+    opts: &DataOptions,
+) -> Result<(), DataError> {
     for (origin, record) in read_records(path)? {
         let mut ex = tokenize(&record, tok, opts).map_err(|msg| origin.error(path, msg))?;
         if ex.ids.len() > opts.max_length {
@@ -273,21 +324,7 @@ pub fn load(path: &Path, tok: &Tokenizer, opts: &DataOptions) -> Result<Dataset,
             ds.examples.push(ex);
         }
     }
-    if ds.examples.is_empty() {
-        let msg = if ds.dropped > 0 {
-            format!(
-                "none of its {} records has a loss token within --max-length {}",
-                ds.dropped, opts.max_length
-            )
-        } else {
-            "no records".to_string()
-        };
-        return Err(DataError::File {
-            path: path.into(),
-            msg,
-        });
-    }
-    Ok(ds)
+    Ok(())
 }
 
 pub(crate) fn string_field<'a>(record: &'a Value, name: &str) -> Result<&'a str, String> {

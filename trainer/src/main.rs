@@ -199,9 +199,10 @@ enum ShapeArg {
 #[derive(Args)]
 struct DataArgs {
     /// JSONL or Parquet (.parquet) file: {"prompt", "response"}, {"messages": [...]} or
-    /// {"text"} records.
-    #[arg(long)]
-    data: PathBuf,
+    /// {"text"} records. Training and diagnose take several (the shards of one dataset:
+    /// `--data train-*.parquet`), read in the order given; eval takes one.
+    #[arg(long, required = true, num_args = 1..)]
+    data: Vec<PathBuf>,
     /// Record shape; auto decides per record from its fields.
     #[arg(long, value_enum, default_value = "auto")]
     shape: ShapeArg,
@@ -373,7 +374,7 @@ fn diagnose(args: &DiagnoseArgs) -> Result<()> {
         ));
     }
     let (_, model, tok) = load_model(&args.model)?;
-    let ds = data::load(&args.data.data, &tok, &args.data.options())?;
+    let ds = data::load_files(&args.data.data, &tok, &args.data.options())?;
     let pad = tok.eos_token_id().unwrap_or(0);
     model.set_compute(models::Compute {
         precision: args.precision.resolve(model.device()),
@@ -395,7 +396,7 @@ fn diagnose(args: &DiagnoseArgs) -> Result<()> {
     } else {
         println!(
             "{}: {} examples ({} truncated, {} dropped)",
-            ds.path.display(),
+            ds.name(),
             ds.examples.len(),
             ds.truncated,
             ds.dropped
@@ -471,7 +472,7 @@ fn run_training(args: &TrainArgs) -> Result<()> {
         None => model_name.clone(),
     };
     let (dir, model, tok) = load_model_for(&source, true)?;
-    let ds = data::load(&data.data, &tok, &data.options())?;
+    let ds = data::load_files(&data.data, &tok, &data.options())?;
     let eval_set = match &args.eval_data {
         Some(path) => Some(std::sync::Arc::new(data::load(
             path,
@@ -536,7 +537,7 @@ fn run_training(args: &TrainArgs) -> Result<()> {
     };
     eprintln!(
         "{}: {} examples, {} loss tokens ({} truncated to --max-length {}, {} dropped); {} on {}: linear layers in {:?}{}",
-        ds.path.display(),
+        ds.name(),
         ds.examples.len(),
         ds.loss_tokens(),
         ds.truncated,
@@ -600,6 +601,12 @@ fn eval(args: &EvalArgs) -> Result<()> {
             "--max-new-tokens, --limit and --batch-size must be positive"
         ));
     }
+    let [data] = args.data.data.as_slice() else {
+        return Err(anyhow!(
+            "eval reads one test file; --data was given {}",
+            args.data.data.len()
+        ));
+    };
     let opts = EvalOptions {
         fields: args.data.options().fields,
         answer_field: args.answer_field.clone(),
@@ -609,7 +616,7 @@ fn eval(args: &EvalArgs) -> Result<()> {
         batch_size: args.batch_size,
     };
     let (dir, model, tok) = load_model(&args.model)?;
-    let items = trainer::eval::load(&args.data.data, &tok, &opts)?;
+    let items = trainer::eval::load(data, &tok, &opts)?;
     let stops = trainer::eval::stop_tokens(&dir, &model, &tok);
     let progress = Progress::new(items.len(), "example");
     let mut report =
@@ -624,7 +631,7 @@ fn eval(args: &EvalArgs) -> Result<()> {
         })?;
     progress.finish();
     report.model = dir;
-    report.data = args.data.data.clone();
+    report.data = data.clone();
     let json = serde_json::to_string_pretty(&report)?;
     write_atomically(&args.report, json.as_bytes())?;
     println!(
@@ -632,7 +639,7 @@ fn eval(args: &EvalArgs) -> Result<()> {
         report.accuracy,
         report.correct,
         report.examples,
-        args.data.data.display(),
+        data.display(),
         report.no_answer,
         report.tokens_generated,
         report.seconds,

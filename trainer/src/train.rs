@@ -389,7 +389,7 @@ fn run_steps(
     let (train_idx, eval_idx) =
         crate::batch::split(ds.examples.len(), opts.eval_fraction, opts.seed);
     let held_out = (!eval_idx.is_empty()).then(|| Dataset {
-        path: ds.path.clone(),
+        paths: ds.paths.clone(),
         examples: eval_idx.iter().map(|&i| ds.examples[i].clone()).collect(),
         truncated: 0,
         dropped: 0,

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use models::{Message, Tokenizer};
-use trainer::data::{load, DataOptions, Fields, Shape, Truncation};
+use trainer::data::{load, load_files, DataOptions, Fields, Shape, Truncation};
 
 fn tokenizer() -> Tokenizer {
     tokenizer_of("smollm2-135m-instruct")
@@ -308,4 +308,68 @@ fn eval_prompts_with_tool_calls_render_as_hf_renders_them() {
         (items[0].prompt.as_str(), items[0].reference.as_str()),
         ("Thanks", "ok")
     );
+}
+
+/// Shards of one dataset: their examples in the order given (a JSONL file and a Parquet one
+/// here), their counts summed, and an error in a later file named by that file and its line.
+#[test]
+fn several_files_are_one_dataset_in_order() {
+    let tok = tokenizer();
+    let jsonl = file(&[
+        r#"{"prompt": "What is 2+3?", "response": "5"}"#,
+        &format!(
+            r#"{{"prompt": "Say it.", "response": "{}"}}"#,
+            "word ".repeat(20)
+        ),
+    ]);
+    let parquet =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/data/tiny_sft.parquet");
+    // Long enough for the first record, not for the second.
+    let first = load(jsonl.path(), &tok, &opts(512)).unwrap().examples[0]
+        .ids
+        .len();
+    let o = opts(first + 2);
+    let (a, b) = (
+        load(jsonl.path(), &tok, &o).unwrap(),
+        load(&parquet, &tok, &o).unwrap(),
+    );
+    let both = load_files(&[jsonl.path().to_path_buf(), parquet.clone()], &tok, &o).unwrap();
+    let ids = |ds: &trainer::data::Dataset| -> Vec<(Vec<u32>, Vec<bool>)> {
+        ds.examples
+            .iter()
+            .map(|e| (e.ids.clone(), e.loss.clone()))
+            .collect()
+    };
+    assert_eq!(ids(&both), [ids(&a), ids(&b)].concat());
+    assert_eq!(
+        (both.truncated, both.dropped),
+        (a.truncated + b.truncated, a.dropped + b.dropped)
+    );
+    assert!(
+        both.truncated > 0,
+        "the cut records are counted across files"
+    );
+    assert!(both.name().ends_with("and 1 more files"), "{}", both.name());
+
+    let bad = file(&[r#"{"prompt": "a", "response": "b"}"#, "{not json"]);
+    let err = load_files(
+        &[jsonl.path().to_path_buf(), bad.path().to_path_buf()],
+        &tok,
+        &o,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with(&format!("{}:2: not valid JSON", bad.path().display())),
+        "{err}"
+    );
+    let (empty1, empty2) = (file(&[""]), file(&[""]));
+    let err = load_files(
+        &[empty1.path().to_path_buf(), empty2.path().to_path_buf()],
+        &tok,
+        &o,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("and 1 more files: no records"), "{err}");
 }

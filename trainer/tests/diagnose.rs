@@ -1,7 +1,8 @@
 //! `trainer diagnose` on both real test models against HF transformers (float32; recorded by
 //! tests/scripts/make_diagnose_reference.py with its own implementation of the data
 //! conventions): the same loss tokens, mean p and per-example means within 1e-3 (f32), or
-//! within 1e-2 with every product in f16 (on cooperative matrices where the adapter has them).
+//! within 1e-2 with every product in f16 (on cooperative matrices where the adapter has them);
+//! and `--data` with several files.
 
 mod common;
 
@@ -139,4 +140,58 @@ fn bad_arguments_are_one_line_errors() {
         assert_eq!(lines.len(), 1, "{err}");
         assert!(lines[0].contains(want), "{args:?}: {err}");
     }
+}
+
+/// `--data` with several files reads them as one dataset: the same file twice doubles the
+/// examples and tokens and leaves the mean p as it is (a tiny random model); training takes
+/// them alike and names them in its log.
+#[test]
+fn several_data_files_are_one_dataset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("tiny");
+    common::tiny_model(&model);
+    let data = repo("tests/fixtures/data/tiny_sft.jsonl");
+    let (model, data) = (model.to_str().unwrap(), data.to_str().unwrap());
+    let diagnose = |files: &[&str]| -> serde_json::Value {
+        let mut args = vec!["diagnose", "--model", model, "--json", "--data"];
+        args.extend_from_slice(files);
+        let out = trainer(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let (one, two) = (diagnose(&[data]), diagnose(&[data, data]));
+    for key in ["examples", "tokens"] {
+        assert_eq!(
+            two[key].as_u64().unwrap(),
+            2 * one[key].as_u64().unwrap(),
+            "{key}"
+        );
+    }
+    let (p1, p2) = (
+        one["mean_prob"].as_f64().unwrap(),
+        two["mean_prob"].as_f64().unwrap(),
+    );
+    // (f32 on the GPU, in batches padded to other lengths: equal to rounding)
+    assert!((p1 - p2).abs() <= 1e-5 * p1, "{p1} vs {p2}");
+
+    let out = tmp.path().join("run");
+    let run = trainer(&[
+        "--model",
+        model,
+        "--data",
+        data,
+        data,
+        "--steps",
+        "1",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    let log = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{log}");
+    assert!(log.contains("tiny_sft.jsonl and 1 more files: "), "{log}");
+    assert_eq!(common::metrics(&out).len(), 1);
 }

@@ -75,6 +75,7 @@ fn bad_test_files_are_one_line_errors() {
         p.to_string_lossy().into_owned()
     };
     let good = r#"{"prompt": "What is 1 + 1?", "answer": "2"}"#;
+    let one = write("one.jsonl", &format!("{good}\n"));
     let cases = [
         (
             write("text.jsonl", &format!("{good}\n{{\"text\": \"hi\"}}\n")),
@@ -108,6 +109,11 @@ fn bad_test_files_are_one_line_errors() {
             write("good.jsonl", &format!("{good}\n")),
             vec!["--max-new-tokens", "0"],
             "--max-new-tokens".to_string(),
+        ),
+        (
+            one.clone(),
+            vec![one.as_str()],
+            "eval reads one test file; --data was given 2".to_string(),
         ),
     ];
     for (path, extra, want) in cases {
