@@ -51,9 +51,13 @@ struct TrainArgs {
     /// Peak learning rate.
     #[arg(long, default_value_t = 5e-5)]
     lr: f64,
-    /// Fraction of the steps spent warming up (then cosine decay to 0).
+    /// Fraction of the steps spent warming up (then cosine decay to --min-lr-ratio).
     #[arg(long, default_value_t = 0.1)]
     warmup_ratio: f64,
+    /// What the cosine decays to at the last step, as a fraction of --lr (verl's
+    /// min_lr_ratio); 1 keeps the rate constant after warmup.
+    #[arg(long, default_value_t = 0.0)]
+    min_lr_ratio: f64,
     /// AdamW decoupled weight decay.
     #[arg(long, default_value_t = 0.01)]
     weight_decay: f32,
@@ -443,6 +447,9 @@ fn run_training(args: &TrainArgs) -> Result<()> {
             "--lr must be positive and --warmup-ratio in [0, 1)"
         ));
     }
+    if !(0.0..=1.0).contains(&args.min_lr_ratio) {
+        return Err(anyhow!("--min-lr-ratio must be in [0, 1]"));
+    }
     if !(0.0..1.0).contains(&args.eval_fraction) {
         return Err(anyhow!("--eval-fraction must be in [0, 1)"));
     }
@@ -503,7 +510,7 @@ fn run_training(args: &TrainArgs) -> Result<()> {
         epochs: args.epochs,
         lr: args.lr,
         warmup_ratio: args.warmup_ratio,
-        min_lr_ratio: 0.0,
+        min_lr_ratio: args.min_lr_ratio,
         beta1: args.beta1,
         beta2: args.beta2,
         eps: 1e-8,

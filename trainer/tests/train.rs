@@ -558,3 +558,70 @@ fn held_out_examples_are_evaluated_at_the_end() {
     let bad = train_on(&model_dir, &out.join("x"), &["--eval-fraction", "1.5"]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--eval-fraction"));
 }
+
+/// `--min-lr-ratio`: the cosine ends at that fraction of the peak (verl's min_lr_ratio,
+/// against the formula in f64), 1 holds the peak after warmup, and a ratio outside [0, 1] is
+/// refused.
+#[test]
+fn the_cosine_decays_to_min_lr_ratio() {
+    let (tmp, model_dir, out) = train_tiny(&[
+        "--steps",
+        "5",
+        "--batch-size",
+        "2",
+        "--lr",
+        "1e-3",
+        "--warmup-ratio",
+        "0.2",
+        "--min-lr-ratio",
+        "0.25",
+    ]);
+    let lr: Vec<f64> = metrics(&out)
+        .iter()
+        .map(|x| x["lr"].as_f64().unwrap())
+        .collect();
+    // One warmup step (from 0), then half a cosine over the 4 steps left, from 1e-3 to 2.5e-4.
+    let want: Vec<f64> = (0..5)
+        .map(|s| match s {
+            0 => 0.0,
+            s => {
+                let c = 0.5 * (1.0 + (std::f64::consts::PI * (s - 1) as f64 / 4.0).cos());
+                1e-3 * (0.25 + 0.75 * c)
+            }
+        })
+        .collect();
+    for (got, want) in lr.iter().zip(&want) {
+        assert!(
+            (got - want).abs() <= 1e-9 * want.max(1e-3),
+            "{lr:?} vs {want:?}"
+        );
+    }
+    let flat = tmp.path().join("flat");
+    train_ok(
+        &model_dir,
+        &flat,
+        &[
+            "--steps",
+            "3",
+            "--lr",
+            "1e-3",
+            "--warmup-ratio",
+            "0",
+            "--min-lr-ratio",
+            "1",
+        ],
+    );
+    for m in metrics(&flat) {
+        assert_eq!(m["lr"].as_f64().unwrap(), 1e-3, "{m}");
+    }
+    let r = train_on(
+        &model_dir,
+        &tmp.path().join("bad"),
+        &["--min-lr-ratio", "1.5"],
+    );
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        !r.status.success() && err.contains("--min-lr-ratio must be in [0, 1]"),
+        "{err}"
+    );
+}
