@@ -31,6 +31,9 @@ pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     dir: PathBuf,
     chat_template: Option<String>,
+    /// The template compiled into its environment at the first render (or why it did not
+    /// parse), then reused: a dataset renders it once or more per record.
+    compiled: std::sync::OnceLock<std::result::Result<Environment<'static>, String>>,
     bos_token: Option<String>,
     eos_token: Option<String>,
     eos_token_id: Option<u32>,
@@ -93,6 +96,7 @@ impl Tokenizer {
             inner,
             dir: dir.to_path_buf(),
             chat_template,
+            compiled: std::sync::OnceLock::new(),
             bos_token,
             eos_token,
             eos_token_id,
@@ -171,37 +175,11 @@ impl Tokenizer {
         let source = self.chat_template.as_deref().ok_or_else(|| {
             Error::Template(format!("{} has no chat template (tokenizer_config.json `chat_template` or chat_template.jinja)", self.dir.display()))
         })?;
-        let mut env = Environment::new();
-        // transformers renders with jinja2's trim_blocks and lstrip_blocks.
-        env.set_syntax(
-            minijinja::syntax::SyntaxConfig::builder()
-                .trim_blocks(true)
-                .lstrip_blocks(true)
-                .build()
-                .map_err(|e| Error::Template(e.to_string()))?,
-        );
-        minijinja_contrib::add_to_environment(&mut env);
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function(
-            "raise_exception",
-            |msg: String| -> std::result::Result<String, minijinja::Error> {
-                Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
-            },
-        );
-        env.add_function("strftime_now", |fmt: String| strftime_now(&fmt));
-        env.add_filter("tojson", tojson);
-        env.set_formatter(|out, state, value| {
-            // Jinja2 prints Python's None, True and False.
-            match value.kind() {
-                ValueKind::None => out.write_str("None")?,
-                ValueKind::Bool if value.is_true() => out.write_str("True")?,
-                ValueKind::Bool => out.write_str("False")?,
-                _ => minijinja::escape_formatter(out, state, value)?,
-            }
-            Ok(())
-        });
-        env.add_template("chat", source)
-            .map_err(|e| Error::Template(format!("does not parse: {e}")))?;
+        let env = self
+            .compiled
+            .get_or_init(|| chat_environment(source.to_string()))
+            .as_ref()
+            .map_err(|e| Error::Template(e.clone()))?;
         let tmpl = env
             .get_template("chat")
             .map_err(|e| Error::Template(e.to_string()))?;
@@ -215,6 +193,43 @@ impl Tokenizer {
         })
         .map_err(|e| Error::Template(format!("render: {e}")))
     }
+}
+
+/// The environment chat templates render in, configured as transformers configures jinja2,
+/// with `source` compiled in it as "chat".
+fn chat_environment(source: String) -> std::result::Result<Environment<'static>, String> {
+    let mut env = Environment::new();
+    // transformers renders with jinja2's trim_blocks and lstrip_blocks.
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .build()
+            .map_err(|e| e.to_string())?,
+    );
+    minijinja_contrib::add_to_environment(&mut env);
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.add_function(
+        "raise_exception",
+        |msg: String| -> std::result::Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+        },
+    );
+    env.add_function("strftime_now", |fmt: String| strftime_now(&fmt));
+    env.add_filter("tojson", tojson);
+    env.set_formatter(|out, state, value| {
+        // Jinja2 prints Python's None, True and False.
+        match value.kind() {
+            ValueKind::None => out.write_str("None")?,
+            ValueKind::Bool if value.is_true() => out.write_str("True")?,
+            ValueKind::Bool => out.write_str("False")?,
+            _ => minijinja::escape_formatter(out, state, value)?,
+        }
+        Ok(())
+    });
+    env.add_template_owned("chat", source)
+        .map_err(|e| format!("does not parse: {e}"))?;
+    Ok(env)
 }
 
 /// transformers' `tojson` filter: `json.dumps(x, ensure_ascii=False, indent=None,

@@ -96,3 +96,39 @@ fn missing_or_broken_tokenizer_names_the_file() {
         "{err}"
     );
 }
+
+/// A chat template that does not parse is an error at each render (the compiled template is
+/// kept after the first render, and so is this error); a template that parses is rendered
+/// with its variables.
+#[test]
+fn broken_chat_template_is_an_error_at_each_render() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = models::trainer_cache().join("models/smollm2-135m-instruct");
+    std::fs::copy(
+        real.join("tokenizer.json"),
+        dir.path().join("tokenizer.json"),
+    )
+    .expect("run `python3 scripts/fetch_models.py`");
+    let template = dir.path().join("chat_template.jinja");
+    let hi = [Message::new("user", "hi")];
+    std::fs::write(&template, "{% for m in messages %}{{ m.content }}").unwrap();
+    let tok = Tokenizer::from_dir(dir.path()).unwrap();
+    for _ in 0..2 {
+        let err = tok.apply_chat_template(&hi, false).unwrap_err().to_string();
+        assert!(err.contains("does not parse"), "{err}");
+    }
+    std::fs::write(
+        &template,
+        "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}",
+    )
+    .unwrap();
+    let tok = Tokenizer::from_dir(dir.path()).unwrap();
+    for gen in [true, false, true] {
+        let want = if gen {
+            "<user>hi<assistant>"
+        } else {
+            "<user>hi"
+        };
+        assert_eq!(tok.apply_chat_template(&hi, gen).unwrap(), want);
+    }
+}
