@@ -300,8 +300,10 @@ fn load_into(
     tok: &Tokenizer,
     opts: &DataOptions,
 ) -> Result<(), DataError> {
-    for (origin, record) in read_records(path)? {
-        let mut ex = tokenize(&record, tok, opts).map_err(|msg| origin.error(path, msg))?;
+    let records = read_records(path)?;
+    let tokenized = tokenize_all(&records, tok, opts);
+    for ((origin, _), ex) in records.iter().zip(tokenized) {
+        let mut ex = ex.map_err(|msg| origin.error(path, msg))?;
         if ex.ids.len() > opts.max_length {
             if opts.truncation == Truncation::Error {
                 return Err(origin.error(
@@ -325,6 +327,32 @@ fn load_into(
         }
     }
     Ok(())
+}
+
+/// [`tokenize`] of every record, on every core, the results in the records' order.
+fn tokenize_all(
+    records: &[(Origin, Value)],
+    tok: &Tokenizer,
+    opts: &DataOptions,
+) -> Vec<Result<Example, String>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = records.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = records
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|(_, record)| tokenize(record, tok, opts))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| part.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
 }
 
 pub(crate) fn string_field<'a>(record: &'a Value, name: &str) -> Result<&'a str, String> {

@@ -373,3 +373,39 @@ fn several_files_are_one_dataset_in_order() {
     .to_string();
     assert!(err.contains("and 1 more files: no records"), "{err}");
 }
+
+/// Records are tokenized on every core; the examples keep the file's order (each equal to its
+/// record tokenized alone), and the first bad record in that order is the one named.
+#[test]
+fn examples_keep_the_file_order() {
+    let tok = tokenizer();
+    let lines: Vec<String> = (0..61)
+        .map(|i| {
+            format!(
+                r#"{{"prompt": "What is {i} + {i}?", "response": "{}"}}"#,
+                2 * i
+            )
+        })
+        .collect();
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let o = opts(512);
+    let ds = load(file(&refs).path(), &tok, &o).unwrap();
+    assert_eq!(ds.examples.len(), lines.len());
+    for (line, ex) in lines.iter().zip(&ds.examples) {
+        let alone =
+            trainer::data::tokenize(&serde_json::from_str(line).unwrap(), &tok, &o).unwrap();
+        assert_eq!((&ex.ids, &ex.loss), (&alone.ids, &alone.loss), "{line}");
+    }
+    let mut bad = refs.clone();
+    bad[45] = r#"{"prompt": 1, "response": "b"}"#;
+    bad[50] = "{not json";
+    bad[20] = r#"{"prompt": "a"}"#;
+    let f = file(&bad);
+    // (lines parse before any record is tokenized, as they always did)
+    let err = load(f.path(), &tok, &o).unwrap_err().to_string();
+    assert!(err.contains(":51: not valid JSON"), "{err}");
+    bad[50] = refs[50];
+    let f = file(&bad);
+    let err = load(f.path(), &tok, &o).unwrap_err().to_string();
+    assert!(err.contains(":21: missing field `response`"), "{err}");
+}
