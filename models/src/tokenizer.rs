@@ -142,6 +142,20 @@ impl Tokenizer {
         self.eos_token_id
     }
 
+    /// The chat template's source, if the tokenizer has one.
+    pub fn chat_template(&self) -> Option<&str> {
+        self.chat_template.as_deref()
+    }
+
+    /// Render chats with `source` instead of the folder's template (a base model without
+    /// one, say); an error saying why if it does not parse.
+    pub fn set_chat_template(&mut self, source: String) -> std::result::Result<(), String> {
+        let env = chat_environment(source.clone())?;
+        self.chat_template = Some(source);
+        self.compiled = std::sync::OnceLock::from(Ok(env));
+        Ok(())
+    }
+
     pub fn has_chat_template(&self) -> bool {
         self.chat_template.is_some()
     }

@@ -232,6 +232,11 @@ struct DataArgs {
     /// `error` stops with its line or row.
     #[arg(long, value_enum, default_value = "right")]
     truncation: TruncationArg,
+    /// A Jinja chat template (a file) to render the records with instead of the model's (a
+    /// base model without one, say); training saves it into its checkpoints as
+    /// chat_template.jinja, so that eval and transformers render as training did.
+    #[arg(long, value_name = "FILE")]
+    chat_template: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -255,6 +260,14 @@ fn parse_alpha_schedule(text: &str) -> Result<AlphaSchedule> {
 }
 
 impl DataArgs {
+    /// `--chat-template`'s file, read.
+    fn chat_template_source(&self) -> Result<Option<String>> {
+        self.chat_template
+            .as_ref()
+            .map(|p| std::fs::read_to_string(p).map_err(|e| anyhow!("{}: {e}", p.display())))
+            .transpose()
+    }
+
     fn options(&self) -> DataOptions {
         DataOptions {
             shape: match self.shape {
@@ -351,18 +364,25 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_model(name: &str) -> Result<(PathBuf, models::Model, models::Tokenizer)> {
-    load_model_for(name, false)
+fn load_model(name: &str, data: &DataArgs) -> Result<(PathBuf, models::Model, models::Tokenizer)> {
+    load_model_for(name, data, false)
 }
 
+/// The model, its tokenizer (with `--chat-template`'s template, if given) and its folder.
 fn load_model_for(
     name: &str,
+    data: &DataArgs,
     trainable: bool,
 ) -> Result<(PathBuf, models::Model, models::Tokenizer)> {
+    let template = data.chat_template_source()?;
     let dir = trainer::resolve::resolve(name).map_err(|e| anyhow!(e))?;
     let dev = engine::Device::new()?;
     let config = models::Config::from_file(&dir.join("config.json"))?;
-    let tok = models::Tokenizer::from_dir(&dir)?;
+    let mut tok = models::Tokenizer::from_dir(&dir)?;
+    if let (Some(path), Some(source)) = (&data.chat_template, template) {
+        tok.set_chat_template(source)
+            .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    }
     let weights = models::Weights::from_dir(&dev, &dir)?;
     let model = models::Model::new(&config, &weights, trainable)
         .with_context(|| format!("loading {}", dir.display()))?;
@@ -377,7 +397,7 @@ fn diagnose(args: &DiagnoseArgs) -> Result<()> {
             "--batch-tokens must be positive and --max-length at least 2"
         ));
     }
-    let (_, model, tok) = load_model(&args.model)?;
+    let (_, model, tok) = load_model(&args.model, &args.data)?;
     let ds = data::load_files(&args.data.data, &tok, &args.data.options())?;
     let pad = tok.eos_token_id().unwrap_or(0);
     model.set_compute(models::Compute {
@@ -478,7 +498,7 @@ fn run_training(args: &TrainArgs) -> Result<()> {
         Some(dir) => dir.to_string_lossy().into_owned(),
         None => model_name.clone(),
     };
-    let (dir, model, tok) = load_model_for(&source, true)?;
+    let (dir, model, tok) = load_model_for(&source, data, true)?;
     let ds = data::load_files(&data.data, &tok, &data.options())?;
     let eval_set = match &args.eval_data {
         Some(path) => Some(std::sync::Arc::new(data::load(
@@ -541,6 +561,11 @@ fn run_training(args: &TrainArgs) -> Result<()> {
         max_bad_steps: args.max_bad_steps,
         profile_step: args.profile_step,
         offload_optimizer: args.offload_optimizer,
+        chat_template: data
+            .chat_template
+            .is_some()
+            .then(|| tok.chat_template().map(str::to_string))
+            .flatten(),
     };
     eprintln!(
         "{}: {} examples, {} loss tokens ({} truncated to --max-length {}, {} dropped); {} on {}: linear layers in {:?}{}",
@@ -622,7 +647,7 @@ fn eval(args: &EvalArgs) -> Result<()> {
         limit: args.limit,
         batch_size: args.batch_size,
     };
-    let (dir, model, tok) = load_model(&args.model)?;
+    let (dir, model, tok) = load_model(&args.model, &args.data)?;
     let items = trainer::eval::load(data, &tok, &opts)?;
     let stops = trainer::eval::stop_tokens(&dir, &model, &tok);
     let progress = Progress::new(items.len(), "example");

@@ -69,6 +69,9 @@ pub struct TrainOptions {
     pub profile_step: Option<usize>,
     /// Keep AdamW's moments in host memory (8 bytes a parameter off the GPU).
     pub offload_optimizer: bool,
+    /// The chat template the data was rendered with when it is not the model folder's
+    /// (`--chat-template`): written into each checkpoint as chat_template.jinja.
+    pub chat_template: Option<String>,
 }
 
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
@@ -126,6 +129,11 @@ fn save_checkpoint(
     });
     model.save_with(dir, tokenizer_dir, SaveDtype::F32, |tmp| {
         models::save::write_safetensors(&tmp.join(OPTIMIZER_FILE), &moments, SaveDtype::F32)?;
+        if let Some(template) = &opts.chat_template {
+            // transformers, like our tokenizer, takes this file over tokenizer_config.json's.
+            let path = tmp.join("chat_template.jinja");
+            std::fs::write(&path, template).map_err(|e| models::Error::Io { path, source: e })?;
+        }
         let path = tmp.join(STATE_FILE);
         std::fs::write(&path, state.to_string()).map_err(|e| models::Error::Io { path, source: e })
     })?;

@@ -625,3 +625,91 @@ fn the_cosine_decays_to_min_lr_ratio() {
         "{err}"
     );
 }
+
+/// `--chat-template FILE`: the records are rendered with it (diagnose counts the loss tokens
+/// that tokenizing with it gives), training saves it into its checkpoints, where our tokenizer
+/// and transformers both take it over tokenizer_config.json's; a missing or broken file is
+/// one error line naming it.
+#[test]
+fn chat_template_file_replaces_the_models() {
+    let (tmp, model_dir, _) = train_tiny(&["--steps", "1"]);
+    let data = repo("tests/fixtures/data/tiny_sft.jsonl");
+    // Each turn closed by a marker of its own, which the assistant turns' loss then covers.
+    let template = tmp.path().join("chat.jinja");
+    let source = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}<|end|>\n{% endfor %}\
+                  {% if add_generation_prompt %}<|assistant|>{% endif %}";
+    std::fs::write(&template, source).unwrap();
+    let opts = trainer::data::DataOptions {
+        shape: trainer::data::Shape::Auto,
+        fields: trainer::data::Fields::default(),
+        max_length: 2048,
+        truncation: trainer::data::Truncation::Right,
+    };
+    let mut tok = models::Tokenizer::from_dir(&model_dir).unwrap();
+    let own = trainer::data::load(&data, &tok, &opts)
+        .unwrap()
+        .loss_tokens();
+    tok.set_chat_template(source.into()).unwrap();
+    let want = trainer::data::load(&data, &tok, &opts)
+        .unwrap()
+        .loss_tokens();
+    assert_ne!(
+        own, want,
+        "the fixture's chats must tell the templates apart"
+    );
+    let with = ["--chat-template", template.to_str().unwrap()];
+    for (extra, tokens) in [(&[][..], own), (&with[..], want)] {
+        let d = diagnose_json(&model_dir, &data, extra);
+        assert_eq!(d["tokens"].as_u64().unwrap() as usize, tokens, "{extra:?}");
+    }
+
+    let out = tmp.path().join("templated");
+    train_ok(
+        &model_dir,
+        &out,
+        &[
+            "--steps",
+            "1",
+            "--chat-template",
+            template.to_str().unwrap(),
+        ],
+    );
+    let saved = out.join("final");
+    assert_eq!(
+        std::fs::read_to_string(saved.join("chat_template.jinja")).unwrap(),
+        source
+    );
+    let reloaded = models::Tokenizer::from_dir(&saved).unwrap();
+    assert_eq!(reloaded.chat_template(), Some(source));
+    if let Ok(python) = std::env::var("TRAINER_HF_PYTHON") {
+        let hf = std::process::Command::new(python)
+            .args([
+                "-c",
+                "import sys; from transformers import AutoTokenizer; \
+                 sys.stdout.write(AutoTokenizer.from_pretrained(sys.argv[1]).chat_template)",
+                saved.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&hf.stdout), source, "{hf:?}");
+    }
+
+    let broken = tmp.path().join("broken.jinja");
+    std::fs::write(&broken, "{% for m in messages %}").unwrap();
+    for (file, says) in [
+        (broken.to_str().unwrap(), "broken.jinja: does not parse"),
+        ("/nonexistent/chat.jinja", "/nonexistent/chat.jinja: "),
+    ] {
+        let r = train_on(
+            &model_dir,
+            &tmp.path().join("x"),
+            &["--chat-template", file],
+        );
+        let err = String::from_utf8_lossy(&r.stderr);
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+        assert!(
+            !r.status.success() && lines.len() == 1 && lines[0].contains(says),
+            "{err}"
+        );
+    }
+}
