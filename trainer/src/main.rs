@@ -1,7 +1,7 @@
 //! The `trainer` command: `trainer --model M --alpha A --data D` fine-tunes; `diagnose` places a
 //! dataset on the model-capability continuum; `devices` shows the adapter.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context, Result};
@@ -260,12 +260,14 @@ fn parse_alpha_schedule(text: &str) -> Result<AlphaSchedule> {
 }
 
 impl DataArgs {
-    /// `--chat-template`'s file, read.
-    fn chat_template_source(&self) -> Result<Option<String>> {
-        self.chat_template
-            .as_ref()
-            .map(|p| std::fs::read_to_string(p).map_err(|e| anyhow!("{}: {e}", p.display())))
-            .transpose()
+    /// `--chat-template`'s file and what it holds.
+    fn chat_template_source(&self) -> Result<Option<(&Path, String)>> {
+        let Some(path) = &self.chat_template else {
+            return Ok(None);
+        };
+        let source =
+            std::fs::read_to_string(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        Ok(Some((path, source)))
     }
 
     fn options(&self) -> DataOptions {
@@ -379,7 +381,7 @@ fn load_model_for(
     let dev = engine::Device::new()?;
     let config = models::Config::from_file(&dir.join("config.json"))?;
     let mut tok = models::Tokenizer::from_dir(&dir)?;
-    if let (Some(path), Some(source)) = (&data.chat_template, template) {
+    if let Some((path, source)) = template {
         tok.set_chat_template(source)
             .map_err(|e| anyhow!("{}: {e}", path.display()))?;
     }
@@ -563,9 +565,9 @@ fn run_training(args: &TrainArgs) -> Result<()> {
         offload_optimizer: args.offload_optimizer,
         chat_template: data
             .chat_template
-            .is_some()
-            .then(|| tok.chat_template().map(str::to_string))
-            .flatten(),
+            .as_ref()
+            .and(tok.chat_template())
+            .map(str::to_string),
     };
     eprintln!(
         "{}: {} examples, {} loss tokens ({} truncated to --max-length {}, {} dropped); {} on {}: linear layers in {:?}{}",
