@@ -157,6 +157,7 @@ pub(crate) struct DeviceInner {
     pub(crate) max_binding: u64,
     pub(crate) coop_matmul: CoopMatmul,
     pub(crate) coop_fragment: Option<Fragment>,
+    pub(crate) coop_offered: Vec<String>,
     pub(crate) fault: Arc<Mutex<Option<Fault>>>,
     pub(crate) pool: Mutex<Pool>,
     pub(crate) runtime: Mutex<Runtime>,
@@ -247,6 +248,15 @@ impl Device {
                     && p.cr_type == wgpu::CooperativeScalarType::F32
             })
         };
+        let coop_offered: Vec<String> = adapter
+            .cooperative_matrix_properties()
+            .iter()
+            .map(|p| {
+                let ty = |t: wgpu::CooperativeScalarType| format!("{t:?}").to_lowercase();
+                let (m, n, k) = (p.m_size, p.n_size, p.k_size);
+                format!("{m}x{n}x{k} {} -> {}", ty(p.ab_type), ty(p.cr_type))
+            })
+            .collect();
         let offered_fragment = [Fragment::X16, Fragment::X8]
             .into_iter()
             .find(|f| offers(f.side()));
@@ -335,6 +345,7 @@ impl Device {
             max_binding,
             coop_matmul,
             coop_fragment,
+            coop_offered,
             fault,
             pool: Mutex::new(Pool::default()),
             runtime: Mutex::new(runtime),
@@ -380,6 +391,11 @@ impl Device {
     /// cooperative matrices of a shape they take, no subgroups, or not Vulkan).
     pub fn coop_fragment(&self) -> Option<Fragment> {
         self.0.coop_fragment
+    }
+    /// Every cooperative-matrix configuration the adapter offers through wgpu, as
+    /// "MxNxK a -> c" (e.g. "16x16x16 f16 -> f32"), whether the kernels use it or not.
+    pub fn coop_offered(&self) -> &[String] {
+        &self.0.coop_offered
     }
     /// The failure the driver reported on its own since the device was opened (a lost
     /// device, an error in a submission), as an error; `Ok` while there is none.

@@ -311,6 +311,24 @@ fn requiring_cooperative_matrices_refuses_an_adapter_without_them() {
     }
 }
 
+/// The fragment the kernels use is one the adapter offers (as `trainer devices` lists them).
+#[test]
+fn the_fragment_used_is_one_offered() {
+    let d = dev();
+    let offered = d.coop_offered();
+    if let Some(f) = d.coop_fragment() {
+        let s = f.side();
+        let want = format!("{s}x{s}x{s} f16 -> f32");
+        assert!(offered.contains(&want), "{want} not in {offered:?}");
+    }
+    assert!(
+        offered
+            .iter()
+            .all(|o| o.contains('x') && o.contains(" -> ")),
+        "{offered:?}"
+    );
+}
+
 #[test]
 fn many_batches_split_the_grid() {
     // More batches than one grid dimension holds (65,535): dispatched in two parts.

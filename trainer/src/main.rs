@@ -701,12 +701,19 @@ fn devices() -> Result<()> {
     );
     println!("f16:                {}", f.f16);
     println!("subgroups:          {}", f.subgroups);
+    let offered = match dev.coop_offered() {
+        [] => "none".to_string(),
+        list => list.join(", "),
+    };
     match dev.coop_fragment() {
         Some(frag) => {
             let s = frag.side();
-            println!("cooperative matrix: {s}x{s}x{s} f16 -> f32");
+            println!("cooperative matrix: {s}x{s}x{s} f16 -> f32 (offered: {offered})");
         }
-        None => println!("cooperative matrix: none"),
+        None => println!(
+            "cooperative matrix: none used (offered: {offered}; the kernels take 16x16x16 or \
+             8x8x8 f16 -> f32, on Vulkan with subgroups)"
+        ),
     }
     println!(
         "--precision auto:   {}",
