@@ -241,15 +241,15 @@ impl Device {
         let mut offered = adapter.features();
         // Our cooperative-matrix kernels take f16 inputs and accumulate in f32, on 16x16x16
         // fragments, or 8x8x8 ones where those are all the adapter offers.
+        let coop_props = adapter.cooperative_matrix_properties();
         let offers = |side: u32| {
-            adapter.cooperative_matrix_properties().iter().any(|p| {
+            coop_props.iter().any(|p| {
                 (p.m_size, p.n_size, p.k_size) == (side, side, side)
                     && p.ab_type == wgpu::CooperativeScalarType::F16
                     && p.cr_type == wgpu::CooperativeScalarType::F32
             })
         };
-        let coop_offered: Vec<String> = adapter
-            .cooperative_matrix_properties()
+        let coop_offered: Vec<String> = coop_props
             .iter()
             .map(|p| {
                 let ty = |t: wgpu::CooperativeScalarType| format!("{t:?}").to_lowercase();

@@ -126,15 +126,11 @@ impl Dataset {
 
     /// The file read, or the first and how many more (for messages).
     pub fn name(&self) -> String {
-        files_name(&self.paths)
-    }
-}
-
-fn files_name(paths: &[PathBuf]) -> String {
-    match paths {
-        [one] => one.display().to_string(),
-        [first, rest @ ..] => format!("{} and {} more files", first.display(), rest.len()),
-        [] => "no files".into(),
+        match self.paths.as_slice() {
+            [one] => one.display().to_string(),
+            [first, rest @ ..] => format!("{} and {} more files", first.display(), rest.len()),
+            [] => "no files".into(),
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! tokens, truncation counted, and every bad record named by file and line.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use models::{Message, Tokenizer};
 use trainer::data::{load, load_files, DataOptions, Fields, Shape, Truncation};
@@ -351,26 +351,20 @@ fn several_files_are_one_dataset_in_order() {
     );
     assert!(both.name().ends_with("and 1 more files"), "{}", both.name());
 
+    // The error of reading these two files together.
+    let error_of = |a: &Path, b: &Path| {
+        load_files(&[a.to_path_buf(), b.to_path_buf()], &tok, &o)
+            .unwrap_err()
+            .to_string()
+    };
     let bad = file(&[r#"{"prompt": "a", "response": "b"}"#, "{not json"]);
-    let err = load_files(
-        &[jsonl.path().to_path_buf(), bad.path().to_path_buf()],
-        &tok,
-        &o,
-    )
-    .unwrap_err()
-    .to_string();
+    let err = error_of(jsonl.path(), bad.path());
     assert!(
         err.starts_with(&format!("{}:2: not valid JSON", bad.path().display())),
         "{err}"
     );
     let (empty1, empty2) = (file(&[""]), file(&[""]));
-    let err = load_files(
-        &[empty1.path().to_path_buf(), empty2.path().to_path_buf()],
-        &tok,
-        &o,
-    )
-    .unwrap_err()
-    .to_string();
+    let err = error_of(empty1.path(), empty2.path());
     assert!(err.contains("and 1 more files: no records"), "{err}");
 }
 

@@ -106,7 +106,7 @@ pub fn applies(
     seq_len: usize,
     head_dim: usize,
 ) -> bool {
-    crate::ops::matmul::coop_available(dev)
+    dev.coop_fragment().is_some()
         && seq_len.is_multiple_of(16)
         && head_dim.is_multiple_of(16)
         && fits(dev, q_heads, kv_heads, seq_len)

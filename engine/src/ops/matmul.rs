@@ -156,11 +156,6 @@ fn auto_variant(dev: &crate::Device, ea: Elem, eb: Elem, plan: &k::Plan) -> Vari
     }
 }
 
-/// Whether f16 x f16 products whose sizes are multiples of 16 run on cooperative matrices.
-pub fn coop_available(dev: &crate::Device) -> bool {
-    dev.coop_fragment().is_some()
-}
-
 /// One 2-D product inside larger buffers, not recorded: `C = op(A) @ op(B)` where op(A) is
 /// (M, K) (A stored (M, K), or (K, M) with `trans_a`), op(B) is (K, N) (B stored (K, N), or
 /// (N, K) with `trans_b`) and C (M, N) is f32, each operand dense and row-major from its base
