@@ -2,20 +2,24 @@
 //! tokenized with the model's tokenizer and chat template into token ids and a loss mask,
 //! following verl's SFT conventions.
 //!
-//! - `{"prompt", "response"}`: the prompt as one user turn through the chat template with the
-//!   generation prompt, then response + eos, each tokenized without special tokens; loss on
-//!   the response tokens only.
+//! - `{"prompt", "response"}`: the prompt as one user turn (or, where it is a list of
+//!   messages, as that conversation) through the chat template with the generation prompt,
+//!   then response + eos, each tokenized without special tokens; loss on the response tokens
+//!   only.
 //! - `{"messages": [{"role", "content"}, ...]}`: the conversation through the chat template
 //!   (messages as they are: tool calls, tool results, and a `tools` list beside them reach the
 //!   template as transformers passes them); loss on the assistant turns.
 //! - `{"text"}`: the text (with the tokenizer's special tokens) + eos; loss on every token.
+//!
+//! Field names may be paths into nested records (`extra_info.question`, see [`lookup`]), so
+//! verl's own files (prompt_dict_keys) read as they are.
 //!
 //! Reading is split from tokenizing: [`parse_records`] turns a file's bytes into records and
 //! says which line or row is wrong (the fuzz targets drive it), [`load`] tokenizes them.
 
 use std::path::{Path, PathBuf};
 
-use models::{Message, Tokenizer};
+use models::Tokenizer;
 use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
@@ -351,8 +355,25 @@ fn tokenize_all(
     })
 }
 
+/// The value of field `name` in a record, or None where it is absent or null (Parquet's absent).
+/// A name that is not a key of the record is read as a path: `extra_info.question` is key
+/// `question` of the object in `extra_info` (verl's `prompt_dict_keys`), and a number indexes
+/// a list (`prompt.0.content`).
+pub(crate) fn lookup<'a>(record: &'a Value, name: &str) -> Option<&'a Value> {
+    let found = match record.get(name) {
+        Some(v) => Some(v),
+        None if name.contains('.') => name.split('.').try_fold(record, |v, key| match v {
+            Value::Object(map) => map.get(key),
+            Value::Array(items) => key.parse::<usize>().ok().and_then(|i| items.get(i)),
+            _ => None,
+        }),
+        None => None,
+    };
+    found.filter(|v| !v.is_null())
+}
+
 pub(crate) fn string_field<'a>(record: &'a Value, name: &str) -> Result<&'a str, String> {
-    match record.get(name) {
+    match lookup(record, name) {
         Some(Value::String(s)) => Ok(s),
         Some(other) => Err(format!(
             "field `{name}` must be a string, found {}",
@@ -366,10 +387,10 @@ pub(crate) fn string_field<'a>(record: &'a Value, name: &str) -> Result<&'a str,
 /// with a string `role` and a `content` that is a string, null (an assistant turn of tool
 /// calls) or a list; other keys (`tool_calls`, `name`, ...) pass through.
 pub(crate) fn chat_field(record: &Value, name: &str) -> Result<Vec<Value>, String> {
-    let Some(Value::Array(messages)) = record.get(name) else {
+    let Some(Value::Array(messages)) = lookup(record, name) else {
         return Err(format!(
             "field `{name}` must be a list of {{\"role\", \"content\"}} objects, found {}",
-            record.get(name).map_or("nothing", kind)
+            lookup(record, name).map_or("nothing", kind)
         ));
     };
     for (i, m) in messages.iter().enumerate() {
@@ -386,13 +407,30 @@ pub(crate) fn chat_field(record: &Value, name: &str) -> Result<Vec<Value>, Strin
     Ok(messages.clone())
 }
 
+/// The prompt in field `name` as chat messages: a string is one user turn (verl's SFT files), a
+/// list is the conversation up to the response as it is (verl's RL files keep their prompts so).
+pub(crate) fn prompt_field(record: &Value, name: &str) -> Result<Vec<Value>, String> {
+    match lookup(record, name) {
+        Some(Value::String(prompt)) => Ok(vec![serde_json::json!({"role": "user", "content": prompt})]),
+        Some(Value::Array(_)) => match chat_field(record, name)? {
+            messages if messages.is_empty() => Err(format!("field `{name}` is an empty list")),
+            messages => Ok(messages),
+        },
+        Some(other) => Err(format!(
+            "field `{name}` must be a string or a list of {{\"role\", \"content\"}} objects, found {}",
+            kind(other)
+        )),
+        None => Err(format!("missing field `{name}`")),
+    }
+}
+
 /// The tools list in field `name` for the chat template: absent or null for none, a list of
 /// tool schemas, or a string holding one as JSON (as some datasets store it).
 pub(crate) fn tools_field(record: &Value, name: &str) -> Result<Option<Value>, String> {
     let bad = |found: String| {
         format!("field `{name}` must be a list of tool schemas (or a JSON string of one), found {found}")
     };
-    match record.get(name) {
+    match lookup(record, name) {
         None | Some(Value::Null) => Ok(None),
         Some(v @ Value::Array(_)) => Ok(Some(v.clone())),
         Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
@@ -433,9 +471,9 @@ pub fn tokenize(record: &Value, tok: &Tokenizer, opts: &DataOptions) -> Result<E
     let f = &opts.fields;
     expect_object(record)?;
     let shape = match opts.shape {
-        Shape::Auto if record.get(&f.messages).is_some() => Shape::Messages,
-        Shape::Auto if record.get(&f.prompt).is_some() => Shape::PromptResponse,
-        Shape::Auto if record.get(&f.text).is_some() => Shape::Text,
+        Shape::Auto if lookup(record, &f.messages).is_some() => Shape::Messages,
+        Shape::Auto if lookup(record, &f.prompt).is_some() => Shape::PromptResponse,
+        Shape::Auto if lookup(record, &f.text).is_some() => Shape::Text,
         Shape::Auto => {
             return Err(format!(
                 "no `{}`, `{}` or `{}` field (set the field names with --prompt-field and friends)",
@@ -448,10 +486,11 @@ pub fn tokenize(record: &Value, tok: &Tokenizer, opts: &DataOptions) -> Result<E
     let eos = tok.eos_token().ok_or("the tokenizer has no eos token")?;
     match shape {
         Shape::PromptResponse => {
-            let prompt = string_field(record, &f.prompt)?;
+            let prompt = prompt_field(record, &f.prompt)?;
             let response = string_field(record, &f.response)?;
+            let tools = tools_field(record, &f.tools)?;
             let rendered = tok
-                .apply_chat_template(&[Message::new("user", prompt)], true)
+                .render_chat(&prompt, tools.as_ref(), true)
                 .map_err(|e| e.to_string())?;
             let mut ids = enc(&rendered, false)?;
             let n_prompt = ids.len();

@@ -12,7 +12,8 @@ use serde_json::Value;
 
 use crate::answer;
 use crate::data::{
-    chat_field, expect_object, kind, read_records, string_field, tools_field, DataError, Fields,
+    chat_field, expect_object, kind, lookup, prompt_field, read_records, string_field, tools_field,
+    DataError, Fields,
 };
 
 /// One test question: the prompt's token ids and the answer it should get.
@@ -91,7 +92,7 @@ struct Question {
 fn question(record: &Value, opts: &EvalOptions) -> Result<Question, String> {
     let f = &opts.fields;
     expect_object(record)?;
-    let explicit = match record.get(&opts.answer_field) {
+    let explicit = match lookup(record, &opts.answer_field) {
         None => None,
         Some(v) => Some(answer_value(v).ok_or_else(|| {
             format!(
@@ -101,7 +102,7 @@ fn question(record: &Value, opts: &EvalOptions) -> Result<Question, String> {
             )
         })?),
     };
-    let (messages, tools, response) = if record.get(&f.messages).is_some() {
+    let (messages, tools, response) = if lookup(record, &f.messages).is_some() {
         // As training renders them: the messages as they are, and their tools list.
         let mut messages = chat_field(record, &f.messages)?;
         let response = match messages.last() {
@@ -114,14 +115,13 @@ fn question(record: &Value, opts: &EvalOptions) -> Result<Question, String> {
             return Err(format!("field `{}` has no prompt turn", f.messages));
         }
         (messages, tools_field(record, &f.tools)?, response)
-    } else if record.get(&f.prompt).is_some() {
-        let prompt = string_field(record, &f.prompt)?;
-        let response = match record.get(&f.response) {
+    } else if lookup(record, &f.prompt).is_some() {
+        let response = match lookup(record, &f.response) {
             Some(_) => Some(string_field(record, &f.response)?.to_string()),
             None => None,
         };
-        let user = serde_json::json!({"role": "user", "content": prompt});
-        (vec![user], None, response)
+        let tools = tools_field(record, &f.tools)?;
+        (prompt_field(record, &f.prompt)?, tools, response)
     } else {
         return Err(format!(
             "eval needs a `{}` or a `{}` field (set the names with --prompt-field and friends)",

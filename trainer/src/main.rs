@@ -210,20 +210,22 @@ struct DataArgs {
     /// Record shape; auto decides per record from its fields.
     #[arg(long, value_enum, default_value = "auto")]
     shape: ShapeArg,
-    /// Field holding the prompt.
-    #[arg(long, default_value = "prompt")]
+    /// Field holding the prompt: a string (one user turn) or a list of chat messages. Every
+    /// field option takes a path into nested records too: `extra_info.question` (verl's
+    /// prompt_dict_keys), `prompt.0.content`.
+    #[arg(long, visible_alias = "prompt-key", default_value = "prompt")]
     prompt_field: String,
     /// Field holding the response.
-    #[arg(long, default_value = "response")]
+    #[arg(long, visible_alias = "response-key", default_value = "response")]
     response_field: String,
     /// Field holding the chat messages.
-    #[arg(long, default_value = "messages")]
+    #[arg(long, visible_alias = "messages-key", default_value = "messages")]
     messages_field: String,
     /// Field holding plain text.
     #[arg(long, default_value = "text")]
     text_field: String,
     /// Field holding the tools list a chat's template is given (a list, or a JSON string).
-    #[arg(long, default_value = "tools")]
+    #[arg(long, visible_alias = "tools-key", default_value = "tools")]
     tools_field: String,
     /// Longest sequence in tokens; longer ones are cut (and counted).
     #[arg(long, default_value_t = 2048)]
@@ -326,8 +328,9 @@ struct EvalArgs {
     model: String,
     #[command(flatten)]
     data: DataArgs,
-    /// Field holding the reference answer; where a record lacks it, the answer is extracted
-    /// from its response (or last assistant turn).
+    /// Field holding the reference answer (`reward_model.ground_truth` in verl's RL files);
+    /// where a record lacks it, the answer is extracted from its response (or last assistant
+    /// turn).
     #[arg(long, default_value = "answer")]
     answer_field: String,
     /// Most tokens generated per prompt.

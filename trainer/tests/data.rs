@@ -111,7 +111,7 @@ fn bad_records_name_file_and_line() {
         (&[r#"{"prompt": "a"}"#], ":1: missing field `response`"),
         (
             &[r#"{"prompt": 3, "response": "b"}"#],
-            ":1: field `prompt` must be a string, found a number",
+            ":1: field `prompt` must be a string or a list of {\"role\", \"content\"} objects, found a number",
         ),
         (
             &[r#"{"other": 1}"#],
@@ -402,4 +402,134 @@ fn examples_keep_the_file_order() {
     let f = file(&bad);
     let err = load(f.path(), &tok, &o).unwrap_err().to_string();
     assert!(err.contains(":21: missing field `response`"), "{err}");
+}
+
+/// verl's own GSM8K files (tests/scripts/make_verl_references.py writes them in the shape its
+/// preprocessing gives and records what verl makes of them with HF's tokenizer): the SFT
+/// example's nested fields (`--prompt-field extra_info.question`, verl's prompt_dict_keys)
+/// give verl's ids and loss exactly, and the RL `prompt` messages with
+/// `--answer-field reward_model.ground_truth` give HF's rendered eval prompt and the answer.
+#[test]
+fn verl_gsm8k_files_read_as_verl_reads_them() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/data/verl_gsm8k.parquet");
+    for name in ["smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct"] {
+        let tok = tokenizer_of(name);
+        let refs = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../tests/fixtures/hf/verl_{name}.json"));
+        let refs: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(refs).unwrap()).unwrap();
+        let fields = Fields {
+            prompt: "extra_info.question".into(),
+            response: "extra_info.answer".into(),
+            ..Fields::default()
+        };
+        let sft = DataOptions {
+            fields: fields.clone(),
+            ..opts(1024)
+        };
+        let ds = load(&path, &tok, &sft).unwrap();
+        let want = refs["sft"].as_array().unwrap();
+        assert_eq!(ds.examples.len(), want.len());
+        for (i, (ex, w)) in ds.examples.iter().zip(want).enumerate() {
+            let ids: Vec<u32> = serde_json::from_value(w["ids"].clone()).unwrap();
+            let loss: Vec<bool> = serde_json::from_value(w["loss"].clone()).unwrap();
+            assert_eq!(ex.ids, ids, "{name} record {i}: ids");
+            assert_eq!(ex.loss, loss, "{name} record {i}: loss");
+        }
+
+        let eval = trainer::eval::EvalOptions {
+            fields: Fields::default(),
+            answer_field: "reward_model.ground_truth".into(),
+            max_length: 1024,
+            max_new_tokens: 1,
+            limit: None,
+            batch_size: 1,
+        };
+        let items = trainer::eval::load(&path, &tok, &eval).unwrap();
+        let want = refs["eval"].as_array().unwrap();
+        assert_eq!(items.len(), want.len());
+        for (i, (item, w)) in items.iter().zip(want).enumerate() {
+            let ids: Vec<u32> = serde_json::from_value(w["ids"].clone()).unwrap();
+            assert_eq!(item.ids, ids, "{name} record {i}: eval prompt");
+            assert_eq!(item.reference, w["reference"].as_str().unwrap());
+        }
+    }
+}
+
+/// Field paths: a key that holds the dot is taken first, then the path through objects and
+/// list indices; a path that leads nowhere is named in the error, and null counts as absent
+/// (Parquet's way of saying so) when the shape is decided.
+#[test]
+fn field_paths_reach_into_nested_records() {
+    let tok = tokenizer();
+    let with = |prompt: &str, response: &str| DataOptions {
+        fields: Fields {
+            prompt: prompt.into(),
+            response: response.into(),
+            ..Fields::default()
+        },
+        ..opts(512)
+    };
+    let flat = file(&[r#"{"prompt": "What is 2+3?", "response": "5"}"#]);
+    let want = load(flat.path(), &tok, &opts(512)).unwrap().examples;
+    let nested =
+        file(&[r#"{"q": {"turns": [{"text": "What is 2+3?"}]}, "a.b": "5", "a": {"b": "wrong"}}"#]);
+    let got = load(nested.path(), &tok, &with("q.turns.0.text", "a.b")).unwrap();
+    assert_eq!(got.examples, want);
+
+    let f = file(&[r#"{"q": {"turns": []}, "a": "5"}"#]);
+    let e = |shape| {
+        let o = DataOptions {
+            shape,
+            ..with("q.turns.0.text", "a")
+        };
+        load(f.path(), &tok, &o).unwrap_err().to_string()
+    };
+    let named = e(Shape::PromptResponse);
+    assert!(
+        named.contains(":1: missing field `q.turns.0.text`"),
+        "{named}"
+    );
+    let auto = e(Shape::Auto);
+    assert!(
+        auto.contains(":1: no `messages`, `q.turns.0.text` or `text` field"),
+        "{auto}"
+    );
+
+    // A Parquet file with both a messages and a prompt column has null in the one a row
+    // does not use: that row is read in the shape of the other.
+    let mixed = file(&[r#"{"messages": null, "prompt": "What is 2+3?", "response": "5"}"#]);
+    assert_eq!(load(mixed.path(), &tok, &opts(512)).unwrap().examples, want);
+}
+
+/// A prompt may be a list of messages (verl's RL files keep it so): the conversation up to
+/// the response, a system turn included, rendered with the generation prompt as the
+/// messages shape renders the same chat.
+#[test]
+fn prompt_lists_are_the_conversation_before_the_response() {
+    let tok = tokenizer();
+    let chat = r#"[{"role": "system", "content": "Be terse."}, {"role": "user", "content": "What is 2+3?"}]"#;
+    let listed = file(&[&format!(r#"{{"prompt": {chat}, "response": "5"}}"#)]);
+    let got = load(listed.path(), &tok, &opts(512)).unwrap();
+    let as_chat = file(&[&format!(
+        r#"{{"messages": {}, {{"role": "assistant", "content": "5"}}]}}"#,
+        &chat[..chat.len() - 1]
+    )]);
+    let want = load(as_chat.path(), &tok, &opts(512)).unwrap();
+    // The chat form also ends its assistant turn with the template's newline, after eos.
+    let n = got.examples[0].ids.len();
+    assert_eq!(got.examples[0].ids[..], want.examples[0].ids[..n]);
+    assert_eq!(got.examples[0].loss[..], want.examples[0].loss[..n]);
+    assert!(got.examples[0].loss.iter().filter(|&&l| l).count() >= 2);
+
+    for (prompt, says) in [
+        ("[]", "field `prompt` is an empty list"),
+        ("7", "field `prompt` must be a string or a list of"),
+        (r#"[{"content": "no role"}]"#, "field `prompt`, message 0"),
+    ] {
+        let f = file(&[&format!(r#"{{"prompt": {prompt}, "response": "5"}}"#)]);
+        let e = load(f.path(), &tok, &opts(512)).unwrap_err().to_string();
+        assert!(e.contains(says) && e.contains(":1:"), "{e}");
+    }
 }
