@@ -3,7 +3,8 @@
 //! saved log-sum-exp, a split-key decode path for a few queries against many keys with the
 //! combine of its partial results, the FlashAttention-2 backward (row dots `delta`, then dq per
 //! query block and dk, dv per key block, no atomics), and the in-place KV-cache append. The
-//! forward kernels take optional per-batch-row key starts (left-padded batches, inference only).
+//! forward kernels take optional per-batch-row key starts (left-padded batches, inference only);
+//! the forward and the backward take optional per-query sequence starts (packed rows).
 
 use crate::{grid_for, Kernel, Launch, Needs, Params, Source};
 
@@ -30,12 +31,12 @@ const DELTA: Kernel = Kernel {
 const DQ: Kernel = Kernel {
     source: &SOURCE,
     entry: "attn_bwd_dq",
-    bindings: &[9, 10, 11, 12, 13, 14, 15],
+    bindings: &[9, 10, 11, 12, 13, 14, 15, 39],
 };
 const DKV: Kernel = Kernel {
     source: &SOURCE,
     entry: "attn_bwd_dkv",
-    bindings: &[16, 17, 18, 19, 20, 21, 22, 23],
+    bindings: &[16, 17, 18, 19, 20, 21, 22, 23, 40],
 };
 const DECODE: Kernel = Kernel {
     source: &SOURCE,
@@ -67,6 +68,31 @@ const DECODE_TILE: usize = 32;
 /// Fewest keys [`decode_splits`] gives a split (two tiles), so that the partial results stay
 /// small next to the keys and values read.
 const DECODE_MIN_CHUNK: usize = 64;
+
+/// What hides keys beyond the causal mask, read from the forward's last binding (and the
+/// backward's, for sequence starts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mask {
+    /// Nothing: the binding is not read (bind any buffer).
+    None,
+    /// u32 (batch): keys before key_start[b] are hidden from every query of batch row b
+    /// (left-padded batches; forward and decode only).
+    KeyStart,
+    /// u32 (batch, q_len), with q_len == kv_len: query i of batch row b sees keys from
+    /// seq_start[b, i] on (the first token of its sequence when several are packed into one
+    /// row); the backward kernels take it too.
+    SeqStart,
+}
+
+impl Mask {
+    fn code(self) -> usize {
+        match self {
+            Mask::None => 0,
+            Mask::KeyStart => 1,
+            Mask::SeqStart => 2,
+        }
+    }
+}
 
 /// The sizes of one attention call. q: (batch, q_heads, q_len, head_dim); k, v:
 /// (batch, kv_heads, kv_stride, head_dim) of which the first kv_len rows of each (batch, kv
@@ -111,10 +137,10 @@ impl AttnShape {
     }
 
     fn params(&self, splits: usize, chunk: usize) -> Vec<u32> {
-        self.params_masked(splits, chunk, false)
+        self.params_masked(splits, chunk, Mask::None)
     }
 
-    fn params_masked(&self, splits: usize, chunk: usize, masked: bool) -> Vec<u32> {
+    fn params_masked(&self, splits: usize, chunk: usize, mask: Mask) -> Vec<u32> {
         Params::new()
             .size(self.q_len)
             .size(self.q_heads)
@@ -127,7 +153,7 @@ impl AttnShape {
             .size(self.kv_stride)
             .size(chunk)
             .size(0)
-            .size(usize::from(masked))
+            .size(mask.code())
             .build()
     }
 
@@ -185,15 +211,14 @@ impl AttnShape {
 }
 
 /// `out, lse = attention(q, k, v)`; buffers q, k, v, out (like q), lse (batch, q_heads, q_len),
-/// and key_start, which with `masked` is u32 (batch): keys before key_start[b] are hidden from
-/// every query of batch row b (a query left with no key gets out 0, lse about -1e30); without
-/// it the buffer is not read (bind any). Forward only: the backward kernels ignore key starts.
-pub fn forward(s: &AttnShape, masked: bool) -> Launch {
+/// and the `mask`'s starts (see [`Mask`]; with key starts a query left with no key gets out 0,
+/// lse about -1e30).
+pub fn forward(s: &AttnShape, mask: Mask) -> Launch {
     Launch {
         kernel: FWD,
         constants: s.constants(),
         workgroups: [s.blocks(), s.q_heads as u32, s.batch as u32],
-        params: s.params_masked(1, 0, masked),
+        params: s.params_masked(1, 0, mask),
     }
 }
 
@@ -220,6 +245,7 @@ fn decode_chunk(s: &AttnShape, splits: usize) -> usize {
 /// count to use.
 pub fn decode(s: &AttnShape, splits: usize, masked: bool) -> Launch {
     let splits = splits.max(1);
+    let mask = if masked { Mask::KeyStart } else { Mask::None };
     Launch {
         kernel: DECODE,
         constants: s.constants(),
@@ -228,7 +254,7 @@ pub fn decode(s: &AttnShape, splits: usize, masked: bool) -> Launch {
             (s.decode_row_blocks() * s.kv_heads) as u32,
             s.batch as u32,
         ],
-        params: s.params_masked(splits, decode_chunk(s, splits), masked),
+        params: s.params_masked(splits, decode_chunk(s, splits), mask),
     }
 }
 
@@ -289,21 +315,32 @@ pub fn backward_delta(s: &AttnShape) -> Launch {
     }
 }
 
-/// `dq`; buffers q, k, v, d_out, lse, delta, dq (like q).
-pub fn backward_dq(s: &AttnShape) -> Launch {
+/// The backward's mask: sequence starts or none (key starts have no backward).
+fn backward_mask(seq_start: bool) -> Mask {
+    if seq_start {
+        Mask::SeqStart
+    } else {
+        Mask::None
+    }
+}
+
+/// `dq`; buffers q, k, v, d_out, lse, delta, dq (like q), and the forward's sequence starts
+/// when `seq_start` (otherwise not read: bind any).
+pub fn backward_dq(s: &AttnShape, seq_start: bool) -> Launch {
     Launch {
         kernel: DQ,
         constants: s.constants(),
         workgroups: [s.blocks(), s.q_heads as u32, s.batch as u32],
-        params: s.params(1, 0),
+        params: s.params_masked(1, 0, backward_mask(seq_start)),
     }
 }
 
-/// `dk, dv`; buffers q, k, v, d_out, lse, delta, dk, dv. Each kv head's group of query heads
+/// `dk, dv`; buffers q, k, v, d_out, lse, delta, dk, dv, and the sequence starts as in
+/// [`backward_dq`]. Each kv head's group of query heads
 /// is cut into `splits` parts (a divisor of q_heads / kv_heads, see [`dkv_splits`]): dk and dv
 /// are (splits, batch, kv_heads, kv_len, head_dim), the sum over each part, to be added up
 /// over the first dimension (with `splits == 1` they are the gradients, shaped like k and v).
-pub fn backward_dkv(s: &AttnShape, splits: usize) -> Launch {
+pub fn backward_dkv(s: &AttnShape, splits: usize, seq_start: bool) -> Launch {
     debug_assert!(splits >= 1 && (s.q_heads / s.kv_heads).is_multiple_of(splits));
     Launch {
         kernel: DKV,
@@ -313,7 +350,7 @@ pub fn backward_dkv(s: &AttnShape, splits: usize) -> Launch {
             s.kv_heads as u32,
             (s.batch * splits) as u32,
         ],
-        params: s.params(splits, 0),
+        params: s.params_masked(splits, 0, backward_mask(seq_start)),
     }
 }
 
@@ -361,13 +398,14 @@ mod tests {
     #[test]
     fn grids_cover_every_block() {
         let s = shape(130);
-        assert_eq!(forward(&s, false).workgroups, [3, 6, 2]);
-        assert_eq!(backward_dq(&s).workgroups, [3, 6, 2]);
-        assert_eq!(backward_dkv(&s, 1).workgroups, [3, 2, 2]);
-        assert_eq!(backward_dkv(&s, 3).workgroups, [3, 2, 6]);
-        assert_eq!(backward_dkv(&s, 3).params[6], 3);
+        assert_eq!(forward(&s, Mask::None).workgroups, [3, 6, 2]);
+        assert_eq!(backward_dq(&s, false).workgroups, [3, 6, 2]);
+        assert_eq!(backward_dkv(&s, 1, false).workgroups, [3, 2, 2]);
+        assert_eq!(backward_dkv(&s, 3, false).workgroups, [3, 2, 6]);
+        assert_eq!(backward_dkv(&s, 3, true).params[6], 3);
+        assert_eq!(backward_dkv(&s, 3, true).params[11], 2); // sequence starts
         assert_eq!(backward_delta(&s).workgroups, [7, 1, 1]); // 2 * 6 * 130 rows
-        assert_eq!(forward(&s, false).params[3], 0.5f32.to_bits());
+        assert_eq!(forward(&s, Mask::None).params[3], 0.5f32.to_bits());
     }
 
     #[test]
@@ -416,7 +454,7 @@ mod tests {
         let params = decode(&q, 64, true).params;
         assert_eq!(&params[6..10], &[64, 4096, 8192, 64]);
         assert_eq!(params[11], 1); // masked
-        assert_eq!(forward(&q, false).params[11], 0);
+        assert_eq!(forward(&q, Mask::None).params[11], 0);
         assert_eq!(decode_splits(&q, 8), 4);
         assert_eq!(decode_splits(&AttnShape { kv_len: 1024, ..q }, 256), 16);
         // 3 queries of a group of 3: 9 rows, 2 row blocks; splits never empty.

@@ -10,21 +10,28 @@
 // position Tk - Tq + i and sees keys 0..=Tk-Tq+i (Tq <= Tk); otherwise it sees every key.
 // lse is the natural log-sum-exp of a query row's scores, saved for the backward.
 // Key starts (attn_fwd and attn_decode, inference only: the backward kernels know nothing of
-// them): when `masked` is set, keys j < key_start[b] (u32, one per batch row) are hidden from
+// them): when `masked` is 1, keys j < key_start[b] (u32, one per batch row) are hidden from
 // every query of batch row b, on top of the causal mask (left-padded batches). Those keys and
 // values are never loaded (staged as zeros), so garbage there cannot leak; a query that sees no
 // key at all gets out = 0 and lse about -1e30 (finite). Unmasked launches bind any buffer
 // there (it is not read).
+// Sequence starts (attn_fwd, attn_bwd_dq, attn_bwd_dkv: packed rows, several sequences one after
+// another in a batch row, for training): when `masked` is 2, query i of batch row b sees only
+// keys j >= seq_start[b * Tq + i] (u32, (B, Tq), the first token of its sequence), on top of the
+// causal mask, in the forward and in both backward kernels. The other sequences' keys are read
+// (they are real data) and weighted 0.
 //
 //   attn_fwd       grid (ceil(Tq/64), Hq, B)  out = softmax(s) v, lse     bindings: 1 q, 2 k, 3 v, 4 out, 5 lse,
-//                                                                            37 key_start (B)
+//                                                                            37 key_start (B) or seq_start
 //   attn_bwd_delta grid over B*Hq*Tq rows     delta = rowsum(d_out * out)  bindings: 6 d_out, 7 out, 8 delta
 //   attn_bwd_dq    grid (ceil(Tq/64), Hq, B)  dq = scale dS k             bindings: 9 q, 10 k, 11 v, 12 d_out,
-//                                                                            13 lse, 14 delta, 15 dq
+//                                                                            13 lse, 14 delta, 15 dq,
+//                                                                            39 seq_start
 //   attn_bwd_dkv   grid (ceil(Tk/64), Hkv, B * S')  dv = sum over the group's heads of P^T d_out,
 //                                             dk = scale * the same sum of dS^T q
 //                                                                   bindings: 16 q, 17 k, 18 v, 19 d_out,
-//                                                                            20 lse, 21 delta, 22 dk, 23 dv
+//                                                                            20 lse, 21 delta, 22 dk, 23 dv,
+//                                                                            40 seq_start
 //   attn_decode    grid (splits, ceil(G*Tq/8) * Hkv, B)  per key split: o_part, lse_part
 //                                                                   bindings: 24 q, 25 k, 26 v, 27 o_part,
 //                                                                            28 lse_part, 38 key_start (B)
@@ -83,7 +90,8 @@ struct Params {
     chunk: u32,
     // attn_kv_append: cache row the first new row goes to.
     offset: u32,
-    // attn_fwd, attn_decode: 1 when key_start is bound and applies, 0 when it is not read.
+    // attn_fwd, attn_decode: 1 when key_start is bound and applies; attn_fwd, attn_bwd_dq,
+    // attn_bwd_dkv: 2 when seq_start is; 0 when neither is read.
     masked: u32,
 }
 
@@ -107,6 +115,7 @@ struct Params {
 @group(0) @binding(13) var<storage, read> q_lse: array<f32>;
 @group(0) @binding(14) var<storage, read> q_delta: array<f32>;
 @group(0) @binding(15) var<storage, read_write> q_dq: array<f32>;
+@group(0) @binding(39) var<storage, read> q_seq_start: array<u32>;
 
 @group(0) @binding(16) var<storage, read> k_q: array<f32>;
 @group(0) @binding(17) var<storage, read> k_k: array<f32>;
@@ -116,6 +125,7 @@ struct Params {
 @group(0) @binding(21) var<storage, read> k_delta: array<f32>;
 @group(0) @binding(22) var<storage, read_write> k_dk: array<f32>;
 @group(0) @binding(23) var<storage, read_write> k_dv: array<f32>;
+@group(0) @binding(40) var<storage, read> k_seq_start: array<u32>;
 
 @group(0) @binding(24) var<storage, read> e_q: array<f32>;
 @group(0) @binding(25) var<storage, read> e_k: array<f32>;
@@ -268,10 +278,21 @@ fn attn_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     let qbase = (b * p.q_heads + h) * tq * HEAD_DIM;
     let kbase = (b * p.kv_heads + hk) * p.kv_stride * HEAD_DIM;
     let c2 = p.scale * LOG2E;
-    // First key of batch row b (only masks and loads depend on it, never a barrier's path).
+    // First key of batch row b (only masks and loads depend on it, never a barrier's path),
+    // and the first key each of this invocation's four rows sees.
     var ks = 0u;
-    if (p.masked != 0u) {
+    var qs = vec4<u32>(0u);
+    if (p.masked == 1u) {
         ks = f_key_start[b];
+        qs = vec4<u32>(ks);
+    }
+    if (p.masked == 2u) {
+        for (var i = 0u; i < 4u; i++) {
+            let row = q0 + 4u * ty + i;
+            if (row < tq) {
+                qs[i] = f_key_start[b * tq + row];
+            }
+        }
     }
 
     var m = vec4<f32>(NEG);
@@ -308,7 +329,7 @@ fn attn_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
         for (var c = 0u; c < 4u; c++) {
             for (var i = 0u; i < 4u; i++) {
                 let key = k0 + tx + 16u * c;
-                let ok = visible(q0 + 4u * ty + i, key) && key >= ks;
+                let ok = visible(q0 + 4u * ty + i, key) && key >= qs[i];
                 s[c][i] = select(NEG, s[c][i] * c2, ok);
             }
             mx = max(mx, s[c]);
@@ -399,14 +420,18 @@ fn attn_bwd_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let kbase = (b * p.kv_heads + hk) * p.kv_stride * HEAD_DIM;
     let c2 = p.scale * LOG2E;
 
-    // Row statistics: lse in base 2, and delta.
+    // Row statistics: lse in base 2, delta, and the first key the row sees.
     var lse2 = vec4<f32>(0.0);
     var dl = vec4<f32>(0.0);
+    var qs = vec4<u32>(0u);
     for (var i = 0u; i < 4u; i++) {
         let row = q0 + 4u * ty + i;
         if (row < tq) {
             lse2[i] = q_lse[rbase + row] * LOG2E;
             dl[i] = q_delta[rbase + row];
+            if (p.masked == 2u) {
+                qs[i] = q_seq_start[b * tq + row];
+            }
         }
     }
     var acc: array<vec4<f32>, 8>;
@@ -462,7 +487,8 @@ fn attn_bwd_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
         for (var c = 0u; c < 4u; c++) {
             var pc = exp2(s[c] * c2 - lse2);
             for (var i = 0u; i < 4u; i++) {
-                pc[i] = select(0.0, pc[i], visible(q0 + 4u * ty + i, k0 + tx + 16u * c));
+                let key = k0 + tx + 16u * c;
+                pc[i] = select(0.0, pc[i], visible(q0 + 4u * ty + i, key) && key >= qs[i]);
             }
             xs[(tx + 16u * c) * PAD + ty] = pc * (dp[c] - dl);
         }
@@ -579,13 +605,18 @@ fn attn_bwd_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
                 let query = q0 + tx + 16u * c;
                 var lse2 = 0.0;
                 var dl = 0.0;
+                var qs = 0u;
                 if (query < tq) {
                     lse2 = k_lse[rbase + query] * LOG2E;
                     dl = k_delta[rbase + query];
+                    if (p.masked == 2u) {
+                        qs = k_seq_start[b * tq + query];
+                    }
                 }
                 var pc = exp2(s[c] * c2 - lse2);
                 for (var i = 0u; i < 4u; i++) {
-                    pc[i] = select(0.0, pc[i], visible(query, k0 + 4u * ty + i));
+                    let key = k0 + 4u * ty + i;
+                    pc[i] = select(0.0, pc[i], visible(query, key) && key >= qs);
                 }
                 ds[c] = pc * (dp[c] - dl);
                 xs[(tx + 16u * c) * PAD + ty] = pc;
@@ -691,7 +722,7 @@ fn attn_decode(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     let key_end = min(key0 + p.chunk, p.kv_len);
     // First key of batch row b (masks and loads only: the tile loop stays uniform).
     var ks = 0u;
-    if (p.masked != 0u) {
+    if (p.masked == 1u) {
         ks = e_key_start[b];
     }
     // Exclusive end of the keys row r sees.

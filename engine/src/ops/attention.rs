@@ -4,9 +4,10 @@
 //! keys (the causal mask aligned bottom-right, as with a cache); a few queries take the
 //! split-key decode kernel. [`KvCache`] holds a layer's keys and values for generation.
 //! [`attention_masked`] and [`KvCache::attend_masked`] add per-batch-row key starts for
-//! left-padded batches (inference only: forward, no backward).
+//! left-padded batches (inference only: forward, no backward); [`attention_packed`] adds
+//! per-query sequence starts for rows that pack several sequences (forward and backward).
 
-use kernels::attention::{self as k, AttnShape, CacheWrite};
+use kernels::attention::{self as k, AttnShape, CacheWrite, Mask};
 
 use crate::autograd::Backward;
 use crate::device::Device;
@@ -51,7 +52,7 @@ pub fn attention_with_lse(
     scale: Option<f32>,
 ) -> Result<(Tensor, Tensor)> {
     let s = attn_shape(q, k, v, causal, scale)?;
-    forward(&s, q, k, v, None, Path::Auto)
+    forward(&s, q, k, v, Starts::None, Path::Auto)
 }
 
 /// [`attention`] of a left-padded batch: `key_start` (u32, (B)) hides keys j < key_start[b]
@@ -69,6 +70,40 @@ pub fn attention_masked(
 ) -> Result<Tensor> {
     let s = attn_shape(q, k, v, causal, scale)?;
     forward_masked(&s, q, k, v, key_start)
+}
+
+/// Causal self-attention over rows that pack several sequences one after another: query i of
+/// batch row b sees keys j with `seq_start[b, i] <= j <= i`, where `seq_start` (u32, (B, T))
+/// holds the first token of each query's sequence (i - its position in the sequence), so no
+/// sequence sees another. q: (B, Hq, T, D); k, v: (B, Hkv, T, D). With gradients, as
+/// [`attention`]. Each sequence gets exactly what it would get alone (padding at a row's end
+/// is a sequence of its own, which no other sees).
+pub fn attention_packed(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    seq_start: &Tensor,
+    scale: Option<f32>,
+) -> Result<Tensor> {
+    let s = attn_shape(q, k, v, true, scale)?;
+    seq_start.expect_dtype(OP, DType::U32)?;
+    seq_start.check_same_device(OP, q)?;
+    if s.q_len != s.kv_len || seq_start.shape() != [s.batch, s.q_len] {
+        return Err(Error::ShapeMismatch {
+            op: "attention seq_start",
+            lhs: seq_start.shape().to_vec(),
+            rhs: vec![s.batch, s.kv_len],
+        });
+    }
+    Ok(forward(&s, q, k, v, Starts::Seq(seq_start), Path::Main)?.0)
+}
+
+/// What hides keys beyond the causal mask, and the buffer that says how.
+#[derive(Clone, Copy)]
+enum Starts<'a> {
+    None,
+    Key(&'a Tensor),
+    Seq(&'a Tensor),
 }
 
 /// Check `key_start` and run the masked forward, which records nothing.
@@ -93,7 +128,7 @@ fn forward_masked(
             "attention with key starts is inference only: run it under no_grad".into(),
         ));
     }
-    Ok(forward(s, q, k, v, Some(key_start), Path::Auto)?.0)
+    Ok(forward(s, q, k, v, Starts::Key(key_start), Path::Auto)?.0)
 }
 
 /// Which forward kernel to run: the heuristic's, or one forced (tests compare them).
@@ -111,7 +146,7 @@ fn forward(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
-    key_start: Option<&Tensor>,
+    starts: Starts,
     path: Path,
 ) -> Result<(Tensor, Tensor)> {
     let dev = q.device();
@@ -129,8 +164,13 @@ fn forward(
         Path::Auto => Path::Main,
         p => p,
     };
-    // Unmasked launches do not read the key-start binding: q stands in.
-    let (masked, ks) = (key_start.is_some(), key_start.unwrap_or(q));
+    // Unmasked launches do not read the starts' binding: q stands in.
+    let (mask, ks) = match starts {
+        Starts::None => (Mask::None, q),
+        Starts::Key(t) => (Mask::KeyStart, t),
+        Starts::Seq(t) => (Mask::SeqStart, t),
+    };
+    let masked = mask == Mask::KeyStart;
     match path {
         Path::Decode(1) => run(OP, &k::decode(s, 1, masked), &[q, k, v, &out, &lse, ks])?,
         Path::Decode(splits) => {
@@ -145,7 +185,7 @@ fn forward(
                 &[&o_part, &lse_part, &out, &lse],
             )?;
         }
-        _ => run(OP, &k::forward(s, masked), &[q, k, v, &out, &lse, ks])?,
+        _ => run(OP, &k::forward(s, mask), &[q, k, v, &out, &lse, ks])?,
     }
     if masked {
         return Ok((out, lse));
@@ -157,6 +197,7 @@ fn forward(
         v: v.detach(),
         out: out.detach(),
         lse: lse.clone(),
+        seq_start: (mask == Mask::SeqStart).then(|| ks.clone()),
         kv_grads: k.is_tracked() || v.is_tracked(),
     };
     let out = out.clone().recorded(&[q, k, v], saved);
@@ -357,7 +398,7 @@ impl KvCache {
     /// [`KvCache::attend`] with the mask and scale of [`attention`].
     pub fn attend_with(&self, q: &Tensor, causal: bool, scale: Option<f32>) -> Result<Tensor> {
         let s = attn_shape_with(q, &self.k, &self.v, self.len, causal, scale)?;
-        Ok(forward(&s, q, &self.k, &self.v, None, Path::Auto)?.0)
+        Ok(forward(&s, q, &self.k, &self.v, Starts::None, Path::Auto)?.0)
     }
 
     /// [`KvCache::attend`] for a left-padded batch: keys (cache positions) j < key_start[b]
@@ -386,6 +427,8 @@ struct AttentionBackward {
     v: Tensor,
     out: Tensor,
     lse: Tensor,
+    /// The forward's sequence starts (packed rows), which mask the backward too.
+    seq_start: Option<Tensor>,
     /// Whether k or v needs a gradient (not for a KV cache's buffers).
     kv_grads: bool,
 }
@@ -410,10 +453,15 @@ impl AttentionBackward {
         let delta = Tensor::uninit(dev, op, lse.shape(), DType::F32)?;
         run(op, &k::backward_delta(&self.s), &[g, &self.out, &delta])?;
         let dq = Tensor::uninit(dev, op, q.shape(), DType::F32)?;
+        // Without sequence starts the binding is not read: q stands in.
+        let (packed, ss) = (
+            self.seq_start.is_some(),
+            self.seq_start.as_ref().unwrap_or(q),
+        );
         run(
             op,
-            &k::backward_dq(&self.s),
-            &[q, k, v, g, lse, &delta, &dq],
+            &k::backward_dq(&self.s, packed),
+            &[q, k, v, g, lse, &delta, &dq, ss],
         )?;
         if !self.kv_grads {
             return Ok(vec![Some(dq), None, None]);
@@ -428,8 +476,8 @@ impl AttentionBackward {
         parts.extend_from_slice(k.shape());
         let dk = Tensor::uninit(dev, op, &parts, DType::F32)?;
         let dv = Tensor::uninit(dev, op, &parts, DType::F32)?;
-        let launch = k::backward_dkv(&self.s, splits);
-        run(op, &launch, &[q, k, v, g, lse, &delta, &dk, &dv])?;
+        let launch = k::backward_dkv(&self.s, splits, packed);
+        run(op, &launch, &[q, k, v, g, lse, &delta, &dk, &dv, ss])?;
         parts[0] = 1;
         let total = |x: Tensor| -> Result<Tensor> {
             let x = if splits == 1 { x } else { x.sum_to(&parts)? };
@@ -486,7 +534,7 @@ mod tests {
             for causal in [true, false] {
                 let s = attn_shape_with(&q, &kk, &v, tk, causal, None)?;
                 let run_path = |path| -> Result<(Vec<f32>, Vec<f32>)> {
-                    let (out, lse) = forward(&s, &q, &kk, &v, None, path)?;
+                    let (out, lse) = forward(&s, &q, &kk, &v, Starts::None, path)?;
                     Ok((out.to_vec()?, lse.to_vec()?))
                 };
                 let want = run_path(Path::Main)?;
@@ -517,8 +565,9 @@ mod tests {
         let v = t4(&[b, hkv, stride, d], 3)?;
         let ks = Tensor::from_u32_slice(&dev, &[70, 0, 140], &[b])?;
         let s = attn_shape_with(&q, &kk, &v, tk, true, None)?;
-        let run_path =
-            |path| -> Result<Vec<f32>> { forward(&s, &q, &kk, &v, Some(&ks), path)?.0.to_vec() };
+        let run_path = |path| -> Result<Vec<f32>> {
+            forward(&s, &q, &kk, &v, Starts::Key(&ks), path)?.0.to_vec()
+        };
         let want = run_path(Path::Main)?;
         for splits in [1, 2, 3, 5] {
             let got = run_path(Path::Decode(splits))?;
@@ -553,6 +602,7 @@ mod tests {
                 v: v.clone(),
                 out,
                 lse,
+                seq_start: None,
                 kv_grads: true,
             };
             let want: Vec<Vec<f32>> = rule
