@@ -6,8 +6,7 @@
 
 use engine::ops::cast::CastCache;
 use engine::ops::{
-    activation::swiglu_as,
-    attention::{attention, KvCache},
+    attention::{attention, attention_packed, KvCache},
     attention_block::{self, attention_f16},
     embedding::embedding,
     rope::split_heads_as,
@@ -18,6 +17,7 @@ use std::cell::Cell;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::hf_layout::{HfRows, Param};
+use crate::layers::{Linear, Mlp};
 use crate::weights::{Init, Weights};
 
 /// A `(rows, cols)` matrix over the vocabulary, stored as row chunks that each fit one GPU
@@ -112,7 +112,7 @@ pub enum Precision {
 impl Precision {
     /// The dtype the linear layers' inputs are stored in (the norms and SwiGLU write them
     /// so, rounded as a cast would, saving a cast pass each).
-    fn dtype(self) -> DType {
+    pub(crate) fn dtype(self) -> DType {
         match self {
             Precision::F32 => DType::F32,
             Precision::F16 => DType::F16,
@@ -142,183 +142,6 @@ pub enum AttentionPath {
     Flash,
     /// f16 matmul blocks wherever they fit, whatever kernel the products land on.
     Blocks,
-}
-
-/// A linear layer whose weight may stack several HF projections that read the same input
-/// (q, k, v; gate, up) along the output rows, so that they run as one product: one larger
-/// matmul fills the GPU better than three small ones (k and v are 256 rows at Qwen2.5-1.5B),
-/// and the input is cast and read once. Where the stack would not fit one GPU binding, each
-/// part keeps its own tensor and the products are concatenated.
-#[derive(Clone)]
-struct Linear {
-    /// Row blocks of the (out, in) weight: the whole stack, or one per part.
-    weight: Vec<Tensor>,
-    /// The bias in the same blocks (none, or one per weight block).
-    bias: Vec<Tensor>,
-    /// Name of the stack as one parameter (used when `weight` is one block of several parts).
-    stacked: String,
-    /// The HF tensors stacked, by name within the layer (without `.weight`), and their rows.
-    parts: Vec<(String, usize)>,
-    /// The f16 copy of each weight block, remade only after the weight changes (so a
-    /// recomputed layer, further micro-batches and repeated inference reuse it).
-    casts: Vec<CastCache>,
-}
-
-impl Linear {
-    /// The projections `parts` (HF name, output rows) of `in_dim` inputs, stacked in that
-    /// order under the name `stacked` (within the layer) where they fit one binding.
-    fn new(
-        w: &Weights,
-        stacked: &str,
-        parts: &[(&str, usize)],
-        in_dim: usize,
-        bias: bool,
-        std: f32,
-    ) -> Result<Linear> {
-        let load = |suffix: &str, shape: &[usize], init: Init| -> Result<Vec<Tensor>> {
-            parts
-                .iter()
-                .map(|&(name, rows)| {
-                    let shape: Vec<usize> =
-                        std::iter::once(rows).chain(shape.iter().copied()).collect();
-                    w.pp(name).get(suffix, &shape, init)
-                })
-                .collect()
-        };
-        let rows: usize = parts.iter().map(|p| p.1).sum();
-        let fits = (rows * in_dim * 4) as u64 <= w.device().max_binding_bytes();
-        let stack = |t: Vec<Tensor>| -> Result<Vec<Tensor>> {
-            if t.len() > 1 && fits {
-                let refs: Vec<&Tensor> = t.iter().collect();
-                Ok(vec![Tensor::cat(&refs, 0)?])
-            } else {
-                Ok(t)
-            }
-        };
-        let weight = stack(load("weight", &[in_dim], Init::Normal(std))?)?;
-        Ok(Linear {
-            casts: weight.iter().map(|_| CastCache::new()).collect(),
-            weight,
-            bias: if bias {
-                stack(load("bias", &[], Init::Zeros)?)?
-            } else {
-                Vec::new()
-            },
-            stacked: stacked.into(),
-            parts: parts.iter().map(|&(n, r)| (n.to_string(), r)).collect(),
-        })
-    }
-
-    fn vars(self) -> Linear {
-        Linear {
-            weight: self.weight.into_iter().map(Tensor::var).collect(),
-            bias: self.bias.into_iter().map(Tensor::var).collect(),
-            ..self
-        }
-    }
-
-    /// x (.., in) -> (.., out), the parts' outputs side by side in their order.
-    fn forward(&self, x: &Tensor, precision: Precision) -> Result<Tensor> {
-        // Cast inside the graph (to f16; f32 stays as it is), so the f32 master weight
-        // receives the gradient. An input already in the dtype is not cast again, nor a
-        // weight that has not changed since its last cast.
-        let dtype = precision.dtype();
-        let x = x.to_dtype(dtype)?;
-        let outs = self
-            .weight
-            .iter()
-            .enumerate()
-            .map(|(i, w)| x.linear(&self.casts[i].cast(w, dtype)?, self.bias.get(i)))
-            .collect::<engine::Result<Vec<_>>>()?;
-        if outs.len() == 1 {
-            return Ok(outs.into_iter().next().expect("one block"));
-        }
-        let refs: Vec<&Tensor> = outs.iter().collect();
-        Ok(Tensor::cat(&refs, -1)?)
-    }
-
-    /// The parameters under their names within the layer, each with the HF tensors it
-    /// holds.
-    fn named(&self) -> Vec<Param> {
-        let one = self.weight.len() == 1;
-        let block = |i: usize, suffix: &str, t: &Tensor| {
-            let hf = |(n, r): &(String, usize)| HfRows {
-                name: format!("{n}.{suffix}"),
-                total: *r,
-                rows: 0..*r,
-            };
-            let (name, hf) = if one && self.parts.len() > 1 {
-                let name = format!("{}.{suffix}", self.stacked);
-                (name, self.parts.iter().map(hf).collect())
-            } else {
-                (
-                    format!("{}.{suffix}", self.parts[i].0),
-                    vec![hf(&self.parts[i])],
-                )
-            };
-            Param {
-                name,
-                tensor: t.clone(),
-                hf,
-            }
-        };
-        let weights = self
-            .weight
-            .iter()
-            .enumerate()
-            .map(|(i, t)| block(i, "weight", t));
-        let biases = self
-            .bias
-            .iter()
-            .enumerate()
-            .map(|(i, t)| block(i, "bias", t));
-        weights.chain(biases).collect()
-    }
-}
-
-#[derive(Clone)]
-struct Mlp {
-    /// gate_proj and up_proj stacked: one product, then SwiGLU on its two halves.
-    gate_up: Linear,
-    down_proj: Linear,
-}
-
-impl Mlp {
-    fn new(cfg: &Config, w: &Weights, std: f32) -> Result<Mlp> {
-        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
-        let parts = [("gate_proj", i), ("up_proj", i)];
-        Ok(Mlp {
-            gate_up: Linear::new(w, "gate_up_proj", &parts, h, false, std)?,
-            down_proj: Linear::new(w, "down_proj", &[("down_proj", h)], i, false, std)?,
-        })
-    }
-    fn forward(&self, x: &Tensor, p: Precision) -> Result<Tensor> {
-        let act = swiglu_as(&self.gate_up.forward(x, p)?, p.dtype())?;
-        self.down_proj.forward(&act, p)
-    }
-
-    /// Tokens per pass such that the [gate | up] product (f32, twice the intermediate size
-    /// per token) fits one binding; `None` when all `tokens` do.
-    fn chunk_tokens(&self, tokens: usize, dev: &Device) -> Option<usize> {
-        let per_token = 4 * self.gate_up.parts.iter().map(|p| p.1).sum::<usize>();
-        let limit = dev.max_binding_bytes() as usize;
-        (tokens * per_token > limit).then(|| (limit / per_token.max(1)).max(1))
-    }
-
-    /// [`Mlp::forward`] on `x` (.., C, f32) `chunk` tokens at a time (the MLP is
-    /// token-wise), the outputs joined: for a micro-batch whose stacked product would not
-    /// fit one binding.
-    fn forward_chunked(&self, x: &Tensor, chunk: usize, p: Precision) -> Result<Tensor> {
-        let c = x.dim(-1);
-        let tokens = x.elem_count() / c.max(1);
-        let flat = x.reshape(&[tokens, c])?;
-        let outs = (0..tokens)
-            .step_by(chunk)
-            .map(|t0| self.forward(&flat.narrow(0, t0, chunk.min(tokens - t0))?, p))
-            .collect::<Result<Vec<_>>>()?;
-        let refs: Vec<&Tensor> = outs.iter().collect();
-        Ok(Tensor::cat(&refs, 0)?.reshape(x.shape())?)
-    }
 }
 
 #[derive(Clone)]
@@ -382,14 +205,20 @@ impl Attention {
         self.o_proj.forward(&y, p)
     }
 
-    /// (B, T, C) -> (B, T, C), causal over T.
+    /// (B, T, C) -> (B, T, C), causal over T; with `seq_start` (u32, (B, T)), each query sees
+    /// only the keys of its own sequence (packed rows, on the flash kernels).
     fn forward(
         &self,
         x: &Tensor,
         positions: &Tensor,
         inv_freq: &Tensor,
+        seq_start: Option<&Tensor>,
         c: Compute,
     ) -> Result<Tensor> {
+        if let Some(starts) = seq_start {
+            let (q, k, v) = self.qkv(x, positions, inv_freq, c.precision, DType::F32)?;
+            return self.output(&attention_packed(&q, &k, &v, starts, None)?, c.precision);
+        }
         let (dev, t) = (x.device(), x.dim(1));
         let (hq, hkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let blocks = c.precision == Precision::F16
@@ -453,14 +282,15 @@ impl DecoderLayer {
     }
 
     /// With `cache`, the tokens attend to the cached ones before them (inference), except
-    /// those before `key_start` (see [`Attention::forward_cached`]).
+    /// those before a key start (see [`Attention::forward_cached`]); without, sequence starts
+    /// keep packed sequences apart.
     fn forward(
         &self,
         x: &Tensor,
         positions: &Tensor,
         inv_freq: &Tensor,
         cache: Option<&mut KvCache>,
-        key_start: Option<&Tensor>,
+        hide: Hide,
         c: Compute,
     ) -> Result<Tensor> {
         let dtype = c.precision.dtype();
@@ -471,10 +301,12 @@ impl DecoderLayer {
                 positions,
                 inv_freq,
                 cache,
-                key_start,
+                hide.key_start(),
                 c.precision,
             )?,
-            None => self.self_attn.forward(&h, positions, inv_freq, c)?,
+            None => self
+                .self_attn
+                .forward(&h, positions, inv_freq, hide.seq_start(), c)?,
         };
         let x = x.add(&attn)?;
         let tokens = x.elem_count() / x.dim(-1).max(1);
@@ -499,14 +331,17 @@ impl DecoderLayer {
         x: &Tensor,
         positions: &Tensor,
         inv_freq: &Tensor,
+        seq_start: Option<&Tensor>,
         c: Compute,
     ) -> Result<Tensor> {
         let params: Vec<Tensor> = self.named().into_iter().map(|p| p.tensor).collect();
         let params: Vec<&Tensor> = params.iter().collect();
         let (layer, positions, inv_freq) = (self.clone(), positions.clone(), inv_freq.clone());
+        let seq_start = seq_start.cloned();
         Ok(engine::checkpoint(&[x], &params, move |xs| {
+            let hide = seq_start.as_ref().map_or(Hide::Nothing, Hide::SeqStart);
             layer
-                .forward(&xs[0], &positions, &inv_freq, None, None, c)
+                .forward(&xs[0], &positions, &inv_freq, None, hide, c)
                 .map_err(|e| match e {
                     Error::Engine(e) => e,
                     other => engine::Error::Backward(other.to_string()),
@@ -542,6 +377,41 @@ impl DecoderLayer {
         out.extend(named(gate_up).chain(named(down)));
         out
     }
+}
+
+/// What hides keys from a layer's queries beyond the causal mask.
+#[derive(Clone, Copy)]
+enum Hide<'a> {
+    Nothing,
+    /// u32 (B): a left-padded batch row's first real position (with a KV cache).
+    KeyStart(&'a Tensor),
+    /// u32 (B, T): the first token of each query's sequence (packed rows).
+    SeqStart(&'a Tensor),
+}
+
+impl<'a> Hide<'a> {
+    fn key_start(self) -> Option<&'a Tensor> {
+        match self {
+            Hide::KeyStart(t) => Some(t),
+            _ => None,
+        }
+    }
+    fn seq_start(self) -> Option<&'a Tensor> {
+        match self {
+            Hide::SeqStart(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// Where the tokens of a forward pass sit, beyond one sequence per batch row from position 0.
+#[derive(Clone, Copy)]
+enum Layout<'a> {
+    Plain,
+    /// Left padding per batch row (with KV caches).
+    Padded(&'a [usize]),
+    /// Each token's position in its own sequence (B x T): sequences packed into rows.
+    Packed(&'a [u32]),
 }
 
 /// A causal language model of the LLaMA / Qwen2 family.
@@ -647,7 +517,45 @@ impl Model {
 
     /// Final-normed hidden states (B, T, C) of `ids` (B x T, row-major, on the host).
     pub fn hidden_states(&self, ids: &[u32], batch: usize, seq_len: usize) -> Result<Tensor> {
-        self.run(ids, batch, seq_len, None, None)
+        self.run(ids, batch, seq_len, None, Layout::Plain)
+    }
+
+    /// [`Model::hidden_states`] of rows that pack several sequences one after another:
+    /// `positions` (B x T) gives each token's position in its own sequence (0 where one
+    /// starts, then counting up), and no token sees another sequence's. Each sequence's hidden
+    /// states are what it gets alone, gradients included.
+    pub fn hidden_states_packed(
+        &self,
+        ids: &[u32],
+        batch: usize,
+        seq_len: usize,
+        positions: &[u32],
+    ) -> Result<Tensor> {
+        let bad = |reason: String| {
+            Error::Engine(engine::Error::BadShape {
+                op: "Model::hidden_states_packed",
+                shape: vec![batch, seq_len],
+                reason,
+            })
+        };
+        if positions.len() != batch * seq_len {
+            return Err(bad(format!(
+                "{} positions for {} tokens",
+                positions.len(),
+                batch * seq_len
+            )));
+        }
+        for (i, &p) in positions.iter().enumerate() {
+            let t = i % seq_len.max(1);
+            if p != 0 && (t == 0 || p != positions[i - 1].wrapping_add(1)) {
+                return Err(bad(format!(
+                    "position {p} at token {t} of row {} follows neither a sequence's start \
+                     nor the position before it",
+                    i / seq_len
+                )));
+            }
+        }
+        self.run(ids, batch, seq_len, None, Layout::Packed(positions))
     }
 
     /// One KV cache per layer for `batch` sequences of up to `capacity` tokens.
@@ -681,7 +589,13 @@ impl Model {
                 reason: format!("one cache per layer ({}) needed", self.layers.len()),
             }));
         }
-        self.run(ids, batch, ids.len() / batch.max(1), Some(caches), None)
+        self.run(
+            ids,
+            batch,
+            ids.len() / batch.max(1),
+            Some(caches),
+            Layout::Plain,
+        )
     }
 
     /// [`Model::hidden_states_cached`] for a left-padded batch: the first `pads[b]` positions
@@ -711,7 +625,7 @@ impl Model {
             batch,
             ids.len() / batch.max(1),
             Some(caches),
-            Some(pads),
+            Layout::Padded(pads),
         )
     }
 
@@ -721,7 +635,7 @@ impl Model {
         batch: usize,
         seq_len: usize,
         mut caches: Option<&mut [KvCache]>,
-        pads: Option<&[usize]>,
+        layout: Layout,
     ) -> Result<Tensor> {
         if ids.len() != batch * seq_len || ids.is_empty() {
             return Err(Error::Engine(engine::Error::DataLength {
@@ -736,15 +650,30 @@ impl Model {
             .as_ref()
             .and_then(|c| c.first())
             .map_or(0, |c| c.len()) as u32;
-        let (positions, key_start) = match pads {
-            None => {
+        let (positions, key_start, seq_start) = match layout {
+            Layout::Plain => {
                 let positions: Vec<u32> = (start..start + seq_len as u32).collect();
                 (
                     Tensor::from_u32_slice(&self.dev, &positions, &[seq_len])?,
                     None,
+                    None,
                 )
             }
-            Some(pads) => {
+            Layout::Packed(positions) => {
+                // A token's sequence starts `position` tokens before it.
+                let starts: Vec<u32> = positions
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &p)| (i % seq_len) as u32 - p)
+                    .collect();
+                let shape = [batch, seq_len];
+                (
+                    Tensor::from_u32_slice(&self.dev, positions, &shape)?,
+                    None,
+                    Some(Tensor::from_u32_slice(&self.dev, &starts, &shape)?),
+                )
+            }
+            Layout::Padded(pads) => {
                 // (B, Tn): padding positions clamp to 0 (their outputs are never used).
                 let positions: Vec<u32> = pads
                     .iter()
@@ -756,6 +685,7 @@ impl Model {
                 (
                     Tensor::from_u32_slice(&self.dev, &positions, &[batch, seq_len])?,
                     Some(Tensor::from_u32_slice(&self.dev, &pads, &[batch])?),
+                    None,
                 )
             }
         };
@@ -766,7 +696,13 @@ impl Model {
         let recompute = compute.recompute && caches.is_none() && engine::is_grad_enabled();
         for (i, layer) in self.layers.iter().enumerate() {
             x = if recompute {
-                layer.forward_recomputed(&x, &positions, &self.inv_freq, compute)?
+                layer.forward_recomputed(
+                    &x,
+                    &positions,
+                    &self.inv_freq,
+                    seq_start.as_ref(),
+                    compute,
+                )?
             } else {
                 let cache = caches.as_deref_mut().map(|c| &mut c[i]);
                 layer.forward(
@@ -774,7 +710,11 @@ impl Model {
                     &positions,
                     &self.inv_freq,
                     cache,
-                    key_start.as_ref(),
+                    match (&key_start, &seq_start) {
+                        (Some(ks), _) => Hide::KeyStart(ks),
+                        (None, Some(ss)) => Hide::SeqStart(ss),
+                        (None, None) => Hide::Nothing,
+                    },
                     compute,
                 )?
             };

@@ -6,6 +6,7 @@ pub mod decoder;
 mod error;
 pub mod generate;
 pub mod hf_layout;
+mod layers;
 pub mod pyjson;
 pub mod save;
 pub mod tokenizer;
