@@ -59,7 +59,7 @@ pub const MAX_HEAD_DIM: usize = 128;
 /// Rows (queries or keys) one workgroup owns, and the rows of each streamed block.
 pub const BLOCK: usize = 64;
 /// Workgroup memory every attention kernel declares (`stage` and `xs` in the WGSL).
-pub const WORKGROUP_BYTES: u32 = (544 + 1088) * 16;
+pub const WORKGROUP_BYTES: u32 = (544 + 1088 + 1) * 16;
 /// The decode path ([`decode`]) is taken for at most this many queries (and fewer than keys).
 pub const DECODE_MAX_Q_LEN: usize = 16;
 /// Query rows of one decode workgroup, and keys of its tiles.
@@ -505,7 +505,7 @@ mod tests {
             .filter_map(|l| l.strip_prefix("var<workgroup> "))
             .map(|l| {
                 let n = l.rsplit(", ").next().unwrap().trim_end_matches(">;");
-                n.parse::<u32>().unwrap() * 16 // every array is of vec4<f32>
+                n.parse::<u32>().unwrap() * 16 // every array is of 16-byte vec4s
             })
             .sum();
         assert_eq!(declared, WORKGROUP_BYTES);

@@ -18,8 +18,11 @@
 // Sequence starts (attn_fwd, attn_bwd_dq, attn_bwd_dkv: packed rows, several sequences one after
 // another in a batch row, for training): when `masked` is 2, query i of batch row b sees only
 // keys j >= seq_start[b * Tq + i] (u32, (B, Tq), the first token of its sequence), on top of the
-// causal mask, in the forward and in both backward kernels. The other sequences' keys are read
-// (they are real data) and weighted 0.
+// causal mask, in the forward and in both backward kernels. Starts must not decrease along a row
+// (packing makes them so: start i - position): the forward and dq then begin at the key block of
+// their query block's first start, and dk/dv stop at the first query block that starts after its
+// keys, so a row of many short sequences costs little more than its sequences alone. Keys of
+// other sequences inside a visited block are read (they are real data) and weighted 0.
 //
 //   attn_fwd       grid (ceil(Tq/64), Hq, B)  out = softmax(s) v, lse     bindings: 1 q, 2 k, 3 v, 4 out, 5 lse,
 //                                                                            37 key_start (B) or seq_start
@@ -65,7 +68,8 @@
 // writes its normalised output and natural log-sum-exp, (splits, B*Hq*Tq, D) and
 // (splits, B*Hq*Tq); attn_decode_combine weighs them by exp(lse_s - max lse). With one split,
 // attn_decode writes out and lse directly.
-// Workgroup memory: 26,112 bytes (stage + xs, shared by every entry point that uses any), over
+// Workgroup memory: 26,128 bytes (stage + xs + first_block, shared by every entry point that uses
+// any), over
 // WebGPU's default 16 KiB: the launchers' WORKGROUP_BYTES, which the engine checks against the
 // adapter's limit.
 
@@ -171,6 +175,15 @@ const NEG: f32 = -1.0e30;
 var<workgroup> stage: array<vec4<f32>, 544>;
 // The 64 x 64 tile an accumulation multiplies by: [col * PAD + ty] = rows 4ty..4ty+3 of column col.
 var<workgroup> xs: array<vec4<f32>, 1088>;
+// Packed rows: the first block a workgroup's loop visits, from the sequence starts, made uniform
+// (only .x is used).
+var<workgroup> first_block: array<vec4<u32>, 1>;
+
+// The first 64-key block a query block sees, from the sequence start of its first query: starts
+// do not decrease along a row, so no query of the block sees a key before it.
+fn first_key_block(starts_at_q0: u32) -> u32 {
+    return starts_at_q0 / BR;
+}
 
 fn put_a(row: u32, dd: u32, v: f32) {
     stage[dd * PAD + row / 4u][row % 4u] = v;
@@ -300,7 +313,14 @@ fn attn_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     var l = vec4<f32>(0.0);
     var acc: array<vec4<f32>, 8>;
     let nkb = key_blocks(q0);
-    for (var kb = 0u; kb < nkb; kb++) {
+    if (tid == 0u) {
+        first_block[0].x = 0u;
+        if (p.masked == 2u) {
+            first_block[0].x = first_key_block(f_key_start[b * tq + q0]);
+        }
+    }
+    let kb0 = workgroupUniformLoad(&first_block)[0].x;
+    for (var kb = kb0; kb < nkb; kb++) {
         let k0 = kb * BR;
         var s: array<vec4<f32>, 4>;
         for (var d0 = 0u; d0 < HEAD_DIM; d0 += DC) {
@@ -436,7 +456,14 @@ fn attn_bwd_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     }
     var acc: array<vec4<f32>, 8>;
     let nkb = key_blocks(q0);
-    for (var kb = 0u; kb < nkb; kb++) {
+    if (tid == 0u) {
+        first_block[0].x = 0u;
+        if (p.masked == 2u) {
+            first_block[0].x = first_key_block(q_seq_start[b * tq + q0]);
+        }
+    }
+    let kb0 = workgroupUniformLoad(&first_block)[0].x;
+    for (var kb = kb0; kb < nkb; kb++) {
         let k0 = kb * BR;
         // s = q k^T and dp = d_out v^T, each through its own chunked dot tile.
         var s: array<vec4<f32>, 4>;
@@ -554,6 +581,18 @@ fn attn_bwd_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
         let qbase = rbase * HEAD_DIM;
         for (var qb = qb0; qb < nqb; qb++) {
             let q0 = qb * BR;
+            // Packed rows: once a query block's first query starts after this key block, so
+            // do all later queries (starts never decrease): none of them sees these keys.
+            workgroupBarrier();
+            if (tid == 0u) {
+                first_block[0].x = 0u;
+                if (p.masked == 2u && k_seq_start[b * tq + q0] >= k0 + BR) {
+                    first_block[0].x = 1u;
+                }
+            }
+            if (workgroupUniformLoad(&first_block)[0].x != 0u) {
+                break;
+            }
             // s^T = k q^T and dp^T = v d_out^T.
             var s: array<vec4<f32>, 4>;
             for (var d0 = 0u; d0 < HEAD_DIM; d0 += DC) {

@@ -75,9 +75,11 @@ pub fn attention_masked(
 /// Causal self-attention over rows that pack several sequences one after another: query i of
 /// batch row b sees keys j with `seq_start[b, i] <= j <= i`, where `seq_start` (u32, (B, T))
 /// holds the first token of each query's sequence (i - its position in the sequence), so no
-/// sequence sees another. q: (B, Hq, T, D); k, v: (B, Hkv, T, D). With gradients, as
-/// [`attention`]. Each sequence gets exactly what it would get alone (padding at a row's end
-/// is a sequence of its own, which no other sees).
+/// sequence sees another. The starts must not decrease along a row and not pass their own
+/// query (as packing makes them; the model's packed forward checks the positions they come
+/// from); the kernels skip the blocks no query sees on that ground. q: (B, Hq, T, D); k, v:
+/// (B, Hkv, T, D). With gradients, as [`attention`]. Each sequence gets exactly what it would
+/// get alone (padding at a row's end is a sequence of its own, which no other sees).
 pub fn attention_packed(
     q: &Tensor,
     k: &Tensor,
@@ -153,7 +155,7 @@ fn forward(
     if dev.limits().max_compute_workgroup_storage_size < k::WORKGROUP_BYTES {
         return Err(Error::MissingFeature {
             op: OP,
-            feature: "26,112 bytes of workgroup memory (max_compute_workgroup_storage_size)",
+            feature: "26,128 bytes of workgroup memory (max_compute_workgroup_storage_size)",
             adapter: dev.name().to_string(),
         });
     }
