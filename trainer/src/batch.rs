@@ -1,7 +1,8 @@
 //! From examples to the arrays one forward pass takes: shuffling by seed, a held-out split,
 //! and micro-batches padded on the right to their longest sequence, rounded up to a multiple
 //! of [`SEQ_MULTIPLE`] (right padding keeps causal attention exact for the real tokens; pads
-//! carry no loss).
+//! carry no loss), or packed: the sequences one after another in one row, each token's
+//! position counted within its own sequence, which is all it sees.
 
 use crate::data::Example;
 
@@ -24,6 +25,11 @@ pub struct MicroBatch {
     pub ids: Vec<u32>,
     pub targets: Vec<u32>,
     pub mask: Vec<f32>,
+    /// Packed: each token's position within its own sequence (batch x seq_len, the padding
+    /// at the end a sequence of its own); `None` when each row is one sequence from 0.
+    pub positions: Option<Vec<u32>>,
+    /// Where each example's tokens are: (offset into the row-major arrays, length).
+    pub spans: Vec<(usize, usize)>,
 }
 
 impl MicroBatch {
@@ -31,22 +37,67 @@ impl MicroBatch {
     pub fn new(examples: &[&Example], pad_id: u32) -> MicroBatch {
         let batch = examples.len();
         let seq_len = padded_len(examples.iter().map(|e| e.ids.len()).max().unwrap_or(0));
-        let mut mb = MicroBatch {
+        let mut mb = MicroBatch::padding(batch, seq_len, pad_id);
+        for (b, e) in examples.iter().enumerate() {
+            mb.put(b * seq_len, e);
+        }
+        mb
+    }
+
+    /// `examples` one after another in one row, padded on the right with `pad_id` to
+    /// [`padded_len`] of their total length; a sequence's last token predicts nothing (the next
+    /// sequence is not its continuation).
+    pub fn packed(examples: &[&Example], pad_id: u32) -> MicroBatch {
+        let total: usize = examples.iter().map(|e| e.ids.len()).sum();
+        let mut mb = MicroBatch::padding(1, padded_len(total), pad_id);
+        let mut positions = Vec::with_capacity(mb.seq_len);
+        for e in examples {
+            mb.put(positions.len(), e);
+            positions.extend(0..e.ids.len() as u32);
+        }
+        positions.extend(0..(mb.seq_len - total) as u32);
+        mb.positions = Some(positions);
+        mb
+    }
+
+    /// [`MicroBatch::packed`] or [`MicroBatch::new`].
+    pub fn build(examples: &[&Example], pad_id: u32, packed: bool) -> MicroBatch {
+        if packed {
+            MicroBatch::packed(examples, pad_id)
+        } else {
+            MicroBatch::new(examples, pad_id)
+        }
+    }
+
+    /// The model's final hidden states of the micro-batch, (batch, seq_len, hidden).
+    pub fn hidden_states(&self, model: &models::Model) -> models::Result<engine::Tensor> {
+        match &self.positions {
+            Some(p) => model.hidden_states_packed(&self.ids, self.batch, self.seq_len, p),
+            None => model.hidden_states(&self.ids, self.batch, self.seq_len),
+        }
+    }
+
+    /// `batch` rows of `seq_len` padding, no loss, no examples yet.
+    fn padding(batch: usize, seq_len: usize, pad_id: u32) -> MicroBatch {
+        MicroBatch {
             batch,
             seq_len,
             ids: vec![pad_id; batch * seq_len],
             targets: vec![pad_id; batch * seq_len],
             mask: vec![0.0; batch * seq_len],
-        };
-        for (b, e) in examples.iter().enumerate() {
-            let row = b * seq_len;
-            mb.ids[row..row + e.ids.len()].copy_from_slice(&e.ids);
-            for t in 0..e.ids.len().saturating_sub(1) {
-                mb.targets[row + t] = e.ids[t + 1];
-                mb.mask[row + t] = if e.loss[t + 1] { 1.0 } else { 0.0 };
-            }
+            positions: None,
+            spans: Vec::new(),
         }
-        mb
+    }
+
+    /// Write example `e` at flat offset `at`: its ids, each position's next token and loss.
+    fn put(&mut self, at: usize, e: &Example) {
+        self.ids[at..at + e.ids.len()].copy_from_slice(&e.ids);
+        for t in 0..e.ids.len().saturating_sub(1) {
+            self.targets[at + t] = e.ids[t + 1];
+            self.mask[at + t] = if e.loss[t + 1] { 1.0 } else { 0.0 };
+        }
+        self.spans.push((at, e.ids.len()));
     }
 
     /// Tokens that carry loss.
@@ -108,28 +159,31 @@ pub fn split(n: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
 }
 
 /// Group `order` (indices into `examples`) into micro-batches of at most `max_sequences`
-/// sequences and at most `max_tokens` padded tokens each (padded as [`MicroBatch::new`] pads;
-/// a longer sequence goes alone).
+/// sequences and at most `max_tokens` padded tokens each (padded as [`MicroBatch::new`] pads,
+/// or, `packed`, as [`MicroBatch::packed`] does; a longer sequence goes alone).
 pub fn micro_batches(
     examples: &[Example],
     order: &[usize],
     max_sequences: usize,
     max_tokens: usize,
+    packed: bool,
 ) -> Vec<Vec<usize>> {
     let mut out = Vec::new();
     let mut cur: Vec<usize> = Vec::new();
-    let mut longest = 0;
+    let (mut longest, mut total) = (0, 0);
     for &i in order {
         let len = examples[i].ids.len();
-        let new_longest = longest.max(len);
-        if !cur.is_empty()
-            && (cur.len() >= max_sequences
-                || padded_len(new_longest) * (cur.len() + 1) > max_tokens)
-        {
+        let tokens = if packed {
+            padded_len(total + len)
+        } else {
+            padded_len(longest.max(len)) * (cur.len() + 1)
+        };
+        if !cur.is_empty() && (cur.len() >= max_sequences || tokens > max_tokens) {
             out.push(std::mem::take(&mut cur));
-            longest = 0;
+            (longest, total) = (0, 0);
         }
         longest = longest.max(len);
+        total += len;
         cur.push(i);
     }
     if !cur.is_empty() {
@@ -199,7 +253,7 @@ mod tests {
             .map(|&n| ex(&vec![1; n], &vec![true; n]))
             .collect();
         let order: Vec<usize> = (0..lens.len()).collect();
-        let mbs = micro_batches(&exs, &order, 3, 64);
+        let mbs = micro_batches(&exs, &order, 3, 64, false);
         let flat: Vec<usize> = mbs.iter().flatten().copied().collect();
         assert_eq!(flat, order);
         for mb in &mbs {
@@ -213,5 +267,47 @@ mod tests {
         // 10 and 3 pad to 16 each: two fit 64 tokens, 50 (padded to 64) goes alone.
         assert_eq!(mbs[0], vec![0, 1]);
         assert_eq!(mbs[1], vec![2]);
+    }
+
+    #[test]
+    fn packing_puts_sequences_one_after_another() {
+        let a = ex(&[1, 2, 3, 4], &[false, false, true, true]);
+        let b = ex(&[5, 6, 7], &[false, true, true]);
+        let mb = MicroBatch::packed(&[&a, &b], 0);
+        assert_eq!((mb.batch, mb.seq_len), (1, 16));
+        let pad = |v: &[u32]| [v, &vec![0; 16 - v.len()]].concat();
+        assert_eq!(mb.ids, pad(&[1, 2, 3, 4, 5, 6, 7]));
+        // a's last token predicts nothing: b is not its continuation.
+        assert_eq!(mb.targets, pad(&[2, 3, 4, 0, 6, 7]));
+        let mut mask = vec![0.0; 16];
+        for t in [1, 2, 4, 5] {
+            mask[t] = 1.0;
+        }
+        assert_eq!(mb.mask, mask);
+        let positions: Vec<u32> = [vec![0, 1, 2, 3, 0, 1, 2], (0..9).collect()].concat();
+        assert_eq!(mb.positions, Some(positions));
+        assert_eq!(mb.spans, vec![(0, 4), (4, 3)]);
+        // The loss tokens are those of the two padded rows.
+        assert_eq!(
+            mb.loss_tokens(),
+            MicroBatch::new(&[&a, &b], 0).loss_tokens()
+        );
+        assert_eq!(MicroBatch::new(&[&a, &b], 0).spans, vec![(0, 4), (16, 3)]);
+    }
+
+    #[test]
+    fn packed_micro_batches_count_total_tokens() {
+        let lens = [10, 3, 50, 7, 7, 7, 200, 1];
+        let exs: Vec<Example> = lens
+            .iter()
+            .map(|&n| ex(&vec![1; n], &vec![true; n]))
+            .collect();
+        let order: Vec<usize> = (0..lens.len()).collect();
+        let mbs = micro_batches(&exs, &order, usize::MAX, 64, true);
+        let flat: Vec<usize> = mbs.iter().flatten().copied().collect();
+        assert_eq!(flat, order);
+        // 10 + 3 + 50 = 63 fits one row of 64; 7 + 7 + 7 the next; 200 alone; then 1.
+        assert_eq!(mbs, vec![vec![0, 1, 2], vec![3, 4, 5], vec![6], vec![7]]);
+        assert_eq!(micro_batches(&exs, &order, 2, 64, true)[0], vec![0, 1]);
     }
 }

@@ -12,11 +12,13 @@ use crate::batch::{micro_batches, MicroBatch};
 use crate::data::Dataset;
 
 /// The probability of every loss token of every example under `model`, example by example,
-/// in the model's compute precision (`Model::set_compute`).
+/// in the model's compute precision (`Model::set_compute`); `packed`, the examples of a
+/// micro-batch share one row ([`MicroBatch::packed`]: each sees only itself).
 pub fn token_probs(
     model: &Model,
     ds: &Dataset,
     max_batch_tokens: usize,
+    packed: bool,
     pad_id: u32,
 ) -> models::Result<Vec<Vec<f64>>> {
     // Longest first: micro-batches of similar lengths pad little, and the first one tells
@@ -27,21 +29,20 @@ pub fn token_probs(
     order.sort_by_key(|&i| std::cmp::Reverse(ds.examples[i].ids.len()));
     let mut probs = vec![Vec::new(); ds.examples.len()];
     let dev = model.device().clone();
-    for group in micro_batches(&ds.examples, &order, 64, max_batch_tokens) {
+    for group in micro_batches(&ds.examples, &order, 64, max_batch_tokens, packed) {
         let refs: Vec<_> = group.iter().map(|&i| &ds.examples[i]).collect();
-        let mb = MicroBatch::new(&refs, pad_id);
+        let mb = MicroBatch::build(&refs, pad_id, packed);
         let log_p = no_grad(|| -> models::Result<Vec<f32>> {
-            let hidden = model.hidden_states(&mb.ids, mb.batch, mb.seq_len)?;
+            let hidden = mb.hidden_states(model)?;
             let hidden = hidden.reshape(&[mb.batch * mb.seq_len, model.config.hidden_size])?;
             let targets = Tensor::from_u32_slice(&dev, &mb.targets, &[mb.batch * mb.seq_len])?;
             let (x, chunks) = model.lm_head_operands(&hidden)?;
             Ok(lm_head_log_probs(&x, &chunks, &targets)?.to_vec()?)
         })?;
-        for (row, &i) in group.iter().enumerate() {
-            for t in 0..mb.seq_len {
-                let at = row * mb.seq_len + t;
-                if mb.mask[at] > 0.0 {
-                    probs[i].push((log_p[at] as f64).exp());
+        for (&i, &(at, len)) in group.iter().zip(&mb.spans) {
+            for t in at..at + len {
+                if mb.mask[t] > 0.0 {
+                    probs[i].push((log_p[t] as f64).exp());
                 }
             }
         }

@@ -87,6 +87,12 @@ struct TrainArgs {
     /// its loss then averages those micro-batches (verl cuts the shuffled order as it is).
     #[arg(long)]
     group_by_length: bool,
+    /// Pack each micro-batch's sequences one after another into one row of up to
+    /// --batch-tokens tokens instead of a padded row each (verl's use_remove_padding): no
+    /// padding between them, each sequence sees only itself and starts at position 0, so its
+    /// loss and gradient are what it gets alone. Attention runs on the flash kernels.
+    #[arg(long)]
+    packing: bool,
     /// Where metrics.jsonl, the plot training.svg and the checkpoints (final/ at the end) go.
     #[arg(long, default_value = "output")]
     output: PathBuf,
@@ -315,6 +321,10 @@ struct DiagnoseArgs {
     /// Tokens per forward pass (padded batch size x length).
     #[arg(long, default_value_t = 8192)]
     batch_tokens: usize,
+    /// Pack the sequences of a forward pass into one row (see `trainer --help`); the
+    /// probabilities are the same.
+    #[arg(long)]
+    packing: bool,
     /// Precision of the products (auto: f16 where a GPU has cooperative matrices, with
     /// f32 accumulation; else f32).
     #[arg(long, value_enum, default_value = "auto")]
@@ -410,7 +420,7 @@ fn diagnose(args: &DiagnoseArgs) -> Result<()> {
         recompute: false,
         ..Default::default()
     });
-    let probs = token_probs(&model, &ds, args.batch_tokens, pad)?;
+    let probs = token_probs(&model, &ds, args.batch_tokens, args.packing, pad)?;
     let d = Diagnosis::new(&probs, &args.alphas).map_err(|e| anyhow!(e))?;
     if let Some(path) = &args.plot {
         std::fs::write(path, d.histogram_svg())
@@ -517,7 +527,7 @@ fn run_training(args: &TrainArgs) -> Result<()> {
     let alpha = match fixed_alpha {
         Some(a) => a,
         None => {
-            let probs: Vec<f64> = token_probs(&model, &ds, args.batch_tokens, pad)?
+            let probs: Vec<f64> = token_probs(&model, &ds, args.batch_tokens, args.packing, pad)?
                 .into_iter()
                 .flatten()
                 .collect();
@@ -545,6 +555,7 @@ fn run_training(args: &TrainArgs) -> Result<()> {
         micro_batch_tokens: args.batch_tokens,
         micro_batch_sequences: args.micro_batch_size,
         group_by_length: args.group_by_length,
+        packing: args.packing,
         seed: args.seed,
         output: args.output.clone(),
         save_every: args.save_every,

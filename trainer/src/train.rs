@@ -44,6 +44,8 @@ pub struct TrainOptions {
     pub micro_batch_sequences: Option<usize>,
     /// Micro-batches take each step's sequences longest first (less padding).
     pub group_by_length: bool,
+    /// Each micro-batch's sequences packed into one row (no padding between them).
+    pub packing: bool,
     pub seed: u64,
     pub output: PathBuf,
     /// Write `output/checkpoint-STEP` every this many steps.
@@ -453,16 +455,15 @@ fn run_steps(
             &order,
             opts.micro_batch_sequences.unwrap_or(usize::MAX),
             opts.micro_batch_tokens,
+            opts.packing,
         );
         let mut grads = Gradients::default();
         let (mut loss_sum, mut p_sum, mut p_count, mut tokens) = (0.0f64, 0.0f64, 0usize, 0usize);
         for group in &groups {
             let refs: Vec<_> = group.iter().map(|&i| &ds.examples[i]).collect();
-            let mb = MicroBatch::new(&refs, pad_id);
+            let mb = MicroBatch::build(&refs, pad_id, opts.packing);
             let n = mb.batch * mb.seq_len;
-            let hidden = model
-                .hidden_states(&mb.ids, mb.batch, mb.seq_len)?
-                .reshape(&[n, hidden_size])?;
+            let hidden = mb.hidden_states(model)?.reshape(&[n, hidden_size])?;
             let targets = Tensor::from_u32_slice(&dev, &mb.targets, &[n])?;
             let mask = Tensor::from_slice(&dev, &mb.mask, &[n])?;
             let (x, chunks) = model.lm_head_operands(&hidden)?;
@@ -624,7 +625,7 @@ fn evaluate(
     step: usize,
 ) -> anyhow::Result<serde_json::Value> {
     let probs: Vec<f64> =
-        crate::diagnose::token_probs(model, held, opts.micro_batch_tokens, pad_id)?
+        crate::diagnose::token_probs(model, held, opts.micro_batch_tokens, opts.packing, pad_id)?
             .into_iter()
             .flatten()
             .collect();
