@@ -84,6 +84,9 @@ pub enum Truncation {
     /// Cut it at the end (and count it).
     #[default]
     Right,
+    /// Keep its last `max_length` tokens (verl's `truncation: left`: the later turns of a
+    /// long chat), and count it.
+    Left,
     /// Refuse the file, naming the line or row (verl's `truncation: error`).
     Error,
 }
@@ -92,8 +95,8 @@ pub enum Truncation {
 pub struct DataOptions {
     pub shape: Shape,
     pub fields: Fields,
-    /// Sequences longer than this are cut at the end (the prompt is kept whole where it fits)
-    /// or refused, as `truncation` says.
+    /// Sequences longer than this are cut at the end or the start, or refused, as
+    /// `truncation` says.
     pub max_length: usize,
     pub truncation: Truncation,
 }
@@ -316,8 +319,18 @@ fn load_into(
                     ),
                 ));
             }
-            ex.ids.truncate(opts.max_length);
-            ex.loss.truncate(opts.max_length);
+            if opts.truncation == Truncation::Left {
+                let cut = ex.ids.len() - opts.max_length;
+                ex.ids.drain(..cut);
+                ex.loss.drain(..cut);
+                // The first token left has nothing before it to be predicted from.
+                if let Some(first) = ex.loss.first_mut() {
+                    *first = false;
+                }
+            } else {
+                ex.ids.truncate(opts.max_length);
+                ex.loss.truncate(opts.max_length);
+            }
             ds.truncated += 1;
         }
         if ex.loss_tokens() == 0 {

@@ -236,8 +236,9 @@ struct DataArgs {
     /// Longest sequence in tokens; longer ones are cut (and counted).
     #[arg(long, default_value_t = 2048)]
     max_length: usize,
-    /// A record longer than --max-length: `right` cuts it at the end (and counts it),
-    /// `error` stops with its line or row.
+    /// A record longer than --max-length: `right` cuts it at the end, `left` keeps its last
+    /// --max-length tokens (the later turns of a long chat; both count it), `error` stops
+    /// with its line or row (verl's three).
     #[arg(long, value_enum, default_value = "right")]
     truncation: TruncationArg,
     /// A Jinja chat template (a file) to render the records with instead of the model's (a
@@ -250,6 +251,7 @@ struct DataArgs {
 #[derive(Clone, Copy, ValueEnum)]
 enum TruncationArg {
     Right,
+    Left,
     Error,
 }
 
@@ -296,6 +298,7 @@ impl DataArgs {
             max_length: self.max_length,
             truncation: match self.truncation {
                 TruncationArg::Right => data::Truncation::Right,
+                TruncationArg::Left => data::Truncation::Left,
                 TruncationArg::Error => data::Truncation::Error,
             },
         }

@@ -98,6 +98,24 @@ fn truncation_and_dropping_are_counted() {
     let ds = load(f.path(), &tok, &opts(64)).unwrap();
     assert_eq!((ds.examples.len(), ds.truncated, ds.dropped), (2, 2, 1));
     assert!(ds.examples.iter().all(|e| e.ids.len() <= 64));
+
+    // Left truncation keeps the last 64 tokens: the long prompt's record keeps its response
+    // (no longer dropped), and every record is the tail of its whole form.
+    let whole = load(f.path(), &tok, &opts(4096)).unwrap();
+    let left = DataOptions {
+        truncation: Truncation::Left,
+        ..opts(64)
+    };
+    let ds = load(f.path(), &tok, &left).unwrap();
+    assert_eq!((ds.examples.len(), ds.truncated, ds.dropped), (3, 2, 0));
+    for (cut, full) in ds.examples.iter().zip(&whole.examples) {
+        let n = cut.ids.len();
+        assert_eq!(n, full.ids.len().min(64));
+        assert_eq!(cut.ids[..], full.ids[full.ids.len() - n..]);
+        // The first token kept is predicted from nothing; the rest keep their loss.
+        assert!(!cut.loss[0]);
+        assert_eq!(cut.loss[1..], full.loss[full.loss.len() - n + 1..]);
+    }
 }
 
 #[test]
