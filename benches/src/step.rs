@@ -55,8 +55,15 @@ pub fn config(name: &str) -> Result<Config> {
 }
 
 /// `batch` sequences of `seq` random token ids, every token a loss token, as the trainer
-/// batches them (targets = next token, the last position masked).
-pub fn random_batch(vocab: usize, batch: usize, seq: usize, seed: u64) -> MicroBatch {
+/// batches them (targets = next token, the last position masked): a padded row each, or
+/// `packed` into one row (`--packing`).
+pub fn random_batch_as(
+    vocab: usize,
+    batch: usize,
+    seq: usize,
+    seed: u64,
+    packed: bool,
+) -> MicroBatch {
     let mut rng = SplitMix(seed);
     let examples: Vec<Example> = (0..batch)
         .map(|_| Example {
@@ -65,7 +72,12 @@ pub fn random_batch(vocab: usize, batch: usize, seq: usize, seed: u64) -> MicroB
         })
         .collect();
     let refs: Vec<&Example> = examples.iter().collect();
-    MicroBatch::new(&refs, 0)
+    MicroBatch::build(&refs, 0, packed)
+}
+
+/// [`random_batch_as`], a padded row each.
+pub fn random_batch(vocab: usize, batch: usize, seq: usize, seed: u64) -> MicroBatch {
+    random_batch_as(vocab, batch, seq, seed, false)
 }
 
 /// What one training step reports (as a line of the trainer's metrics.jsonl would).
@@ -127,8 +139,8 @@ impl<'a> Trainer<'a> {
     ) -> Result<StepOut> {
         let (model, dev) = (self.model, self.model.device());
         let n = mb.batch * mb.seq_len;
-        let hidden = model
-            .hidden_states(&mb.ids, mb.batch, mb.seq_len)?
+        let hidden = mb
+            .hidden_states(model)?
             .reshape(&[n, model.config.hidden_size])?;
         let targets = Tensor::from_u32_slice(dev, &mb.targets, &[n])?;
         let mask = Tensor::from_slice(dev, &mb.mask, &[n])?;

@@ -29,10 +29,18 @@ fn smoke_run_prints_checked_figures() {
         .iter()
         .flat_map(|p| named(p))
         .collect();
-    assert_eq!(figures.len(), 9, "{stdout}");
+    assert_eq!(figures.len(), 10, "{stdout}");
     let offloaded = named("train_tiny_f16_recompute_offload");
     assert_eq!(offloaded.len(), 1, "{stdout}");
     assert_eq!(offloaded[0]["offload"], true, "{stdout}");
+    // Packed rows: their log p against the padded rows' (f16 products, so not to the bit).
+    let packed = named("train_tiny_f16_packed");
+    assert_eq!(packed.len(), 1, "{stdout}");
+    assert_eq!(packed[0]["packed"], true, "{stdout}");
+    let err = packed[0]["packed_log_p_err"]
+        .as_f64()
+        .expect("packed_log_p_err");
+    assert!(err < 1e-2, "{stdout}");
     for f in figures {
         assert_eq!(f["ok"], true, "{f}");
         assert!(f["ref"].is_string(), "{f}");

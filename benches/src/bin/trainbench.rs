@@ -20,7 +20,9 @@
 //! [--warmup 3] [--steps 5] [--precision f32|f16|auto] [--recompute] [--plan ITEM,..]
 //! [--budget-s 60] [--smoke] [--no-check]`; plan items: train-f16, train-f16-recompute,
 //! train-f16-flash (attention on the f32 flash kernels instead of f16 matmul blocks), train-f32,
-//! train-f32-recompute, each train item optionally followed by -offload (AdamW's moments in
+//! train-f32-recompute, train-f16-packed and train-f32-packed (the batch's sequences packed
+//! into one row, `--packing`, on the flash kernels; checked first against the padded rows'
+//! log p on the same GPU), each train item optionally followed by -offload (AdamW's moments in
 //! host memory: what the step pays to carry them), diagnose-f16, diagnose-f32, objective,
 //! objective-f16. Exit status 1 if a check failed or a figure could not be made.
 
@@ -32,7 +34,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use benches::decoder_ref::{self, HostWeights};
 use benches::profile::{add_profile, profiled};
 use benches::reference as cpu;
-use benches::step::{config, random_batch, Trainer};
+use benches::step::{config, random_batch, random_batch_as, Trainer};
 use engine::ops::objective::{lm_head_log_probs, lm_head_objective, Objective};
 use engine::{no_grad, Counters, Device, Tensor};
 use models::{AttentionPath, Compute, Config, Model, Precision, Weights};
@@ -56,7 +58,7 @@ fn diagnose_log_p(model: &Model, mb: &MicroBatch) -> Result<Vec<f32>> {
     let dev = model.device();
     let n = mb.batch * mb.seq_len;
     Ok(no_grad(|| -> models::Result<Vec<f32>> {
-        let hidden = model.hidden_states(&mb.ids, mb.batch, mb.seq_len)?;
+        let hidden = mb.hidden_states(model)?;
         let hidden = hidden.reshape(&[n, model.config.hidden_size])?;
         let targets = Tensor::from_u32_slice(dev, &mb.targets, &[n])?;
         let (x, chunks) = model.lm_head_operands(&hidden)?;
@@ -209,9 +211,20 @@ fn tag(c: Compute) -> String {
     )
 }
 
-/// A training figure's tag: the compute's, and `_offload` with the moments in host memory.
-fn train_tag(c: Compute, offload: bool) -> String {
-    format!("{}{}", tag(c), if offload { "_offload" } else { "" })
+/// A training figure's tag: the compute's, `_packed` with packed rows (on the flash kernels,
+/// not tagged again), and `_offload` with the moments in host memory.
+fn train_tag(c: Compute, offload: bool, packed: bool) -> String {
+    let c = if packed {
+        diagnose_compute(c.precision)
+    } else {
+        c
+    };
+    format!(
+        "{}{}{}",
+        tag(c),
+        if packed { "_packed" } else { "" },
+        if offload { "_offload" } else { "" }
+    )
 }
 
 /// A way of computing as a set key: (f16, recompute, flash attention in f16).
@@ -241,8 +254,9 @@ fn diagnose_compute(precision: Precision) -> Compute {
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Item {
-    /// A training step; `true`: AdamW's moments in host memory (`--offload-optimizer`).
-    Train(Compute, bool),
+    /// A training step; AdamW's moments in host memory (`--offload-optimizer`) or not; the
+    /// batch's sequences packed into one row (`--packing`) or a padded row each.
+    Train(Compute, bool, bool),
     Diagnose(Precision),
     Objective(Precision),
 }
@@ -266,6 +280,7 @@ fn parse_item(s: &str) -> Result<Item> {
                 ..Default::default()
             },
             offload,
+            false,
         ),
         ["train", p, "recompute"] => Item::Train(
             Compute {
@@ -274,6 +289,7 @@ fn parse_item(s: &str) -> Result<Item> {
                 ..Default::default()
             },
             offload,
+            false,
         ),
         ["train", "f16", "flash"] => Item::Train(
             Compute {
@@ -282,14 +298,25 @@ fn parse_item(s: &str) -> Result<Item> {
                 ..Default::default()
             },
             offload,
+            false,
+        ),
+        // Packed rows attend on the flash kernels, whichever the compute would pick.
+        ["train", p, "packed"] => Item::Train(
+            Compute {
+                precision: prec(p)?,
+                attention: AttentionPath::Flash,
+                ..Default::default()
+            },
+            offload,
+            true,
         ),
         ["diagnose", p] => Item::Diagnose(prec(p)?),
         ["objective"] => Item::Objective(Precision::F32),
         ["objective", p] => Item::Objective(prec(p)?),
         _ => bail!(
             "--plan item {s:?}: expected train-f16[-recompute], train-f16-flash, \
-             train-f32[-recompute] (each optionally -offload), diagnose-f16, diagnose-f32, \
-             objective or objective-f16"
+             train-f32[-recompute], train-f16-packed, train-f32-packed (each optionally \
+             -offload), diagnose-f16, diagnose-f32, objective or objective-f16"
         ),
     })
 }
@@ -411,23 +438,39 @@ fn train_figure(
     model: &Model,
     o: &Opts,
     compute: Compute,
-    offload: bool,
+    (offload, packed): (bool, bool),
     ok_check: bool,
 ) -> Result<Value> {
     let dev = model.device();
     model.set_compute(compute);
-    let mb = random_batch(model.config.vocab_size, o.batch, o.seq, 1);
+    let mb = random_batch_as(model.config.vocab_size, o.batch, o.seq, 1, packed);
+    // Packed rows on this GPU against the padded rows of the same sequences, before any
+    // update: every loss token's log p (no sequence may see another's).
+    let packed_err = if packed {
+        let padded = random_batch(model.config.vocab_size, o.batch, o.seq, 1);
+        let (a, b) = (diagnose_log_p(model, &padded)?, diagnose_log_p(model, &mb)?);
+        let mut worst = 0f64;
+        for (&(pa, n), &(pb, _)) in padded.spans.iter().zip(&mb.spans) {
+            for t in (0..n).filter(|&t| padded.mask[pa + t] > 0.0) {
+                worst = worst.max((a[pa + t] as f64 - b[pb + t] as f64).abs());
+            }
+        }
+        Some(worst)
+    } else {
+        None
+    };
     let mut tr = Trainer::new(model, o.lr);
     tr.adam.set_offload(offload)?;
     let objective = Objective::FAlpha(1.0);
     dev.reset_peak();
     let t = time_steps(dev, o, || tr.step(&mb, &objective))?;
-    let name = format!("train_{}_{}", o.model, train_tag(compute, offload));
+    let name = format!("train_{}_{}", o.model, train_tag(compute, offload, packed));
     let reference = format!("train_{}_{}", o.model, torch_precision(compute.precision));
     let mut row = base_row(name.clone(), reference, "train", o);
     row.insert("precision".into(), json!(precision_name(compute.precision)));
     row.insert("recompute".into(), json!(compute.recompute));
     row.insert("offload".into(), json!(offload));
+    row.insert("packed".into(), json!(packed));
     timing_fields(&mut row, dev, &t, o.batch * o.seq);
     if let Some(p) = profiled(dev, || tr.step(&mb, &objective))? {
         add_profile(&mut row, &name, &p, t.mean_ms());
@@ -440,6 +483,11 @@ fn train_figure(
         && t.outs
             .iter()
             .all(|s| s.loss.is_finite() && s.grad_norm.is_finite());
+    // log p of random tokens is about -ln V: an error under 1e-2 is f16's rounding.
+    let packed_ok = packed_err.is_none_or(|e| e < 1e-2);
+    if let Some(e) = packed_err {
+        row.insert("packed_log_p_err".into(), json!(e));
+    }
     let overflows = t.outs.iter().filter(|s| s.overflow).count();
     for (k, val) in [
         ("loss_first", json!(first.loss)),
@@ -450,7 +498,7 @@ fn train_figure(
         ("overflow_steps", json!(overflows)),
         ("check_ok", json!(ok_check)),
         ("sane", json!(sane)),
-        ("ok", json!(ok_check && sane)),
+        ("ok", json!(ok_check && sane && packed_ok)),
     ] {
         row.insert(k.into(), val);
     }
@@ -571,7 +619,8 @@ const USAGE: &str =
 [--warmup 3] [--steps 5] [--precision f32|f16|auto] [--recompute] [--plan ITEM,..] \
 [--budget-s 60] [--lr 5e-5] [--smoke] [--no-check]\n  plan items: train-f16, train-f16-recompute, \
 train-f16-flash, \
-train-f32, train-f32-recompute (each train item optionally -offload), diagnose-f16, \
+train-f32, train-f32-recompute, train-f16-packed, train-f32-packed (each train item optionally \
+-offload), diagnose-f16, \
 diagnose-f32, objective, objective-f16\n  \
 --smoke: tiny model, \
 2 x 32 tokens, 1 warm-up + 2 steps, every item (for a CPU adapter)";
@@ -648,7 +697,7 @@ fn parse_args() -> Result<Args> {
         if a.plan.is_none() {
             a.plan = Some(
                 "train-f16,diagnose-f16,train-f16-recompute,train-f16-recompute-offload,\
-                 train-f16-flash,train-f32,diagnose-f32,objective,objective-f16"
+                 train-f16-flash,train-f16-packed,train-f32,diagnose-f32,objective,objective-f16"
                     .into(),
             );
         }
@@ -771,7 +820,7 @@ fn run(a: &Args) -> Result<Vec<Value>> {
     for item in &items {
         match *item {
             // Where the moments live does not change the numbers: one check for both.
-            Item::Train(c, _) => computes.insert(key(c)),
+            Item::Train(c, _, _) => computes.insert(key(c)),
             Item::Diagnose(p) => computes.insert(key(diagnose_compute(p))),
             Item::Objective(_) => false,
         };
@@ -810,11 +859,11 @@ fn run(a: &Args) -> Result<Vec<Value>> {
     let (model, passed, opts) = (&model, &passed, &a.opts);
     for item in items {
         let (name, f): (String, Box<dyn FnOnce() -> Result<Value>>) = match item {
-            Item::Train(c, offload) => (
-                format!("train_{}_{}", a.opts.model, train_tag(c, offload)),
+            Item::Train(c, offload, packed) => (
+                format!("train_{}_{}", a.opts.model, train_tag(c, offload, packed)),
                 Box::new(move || {
                     let ok = passed.contains(&key(c));
-                    train_figure(model, opts, c, offload, ok)
+                    train_figure(model, opts, c, (offload, packed), ok)
                 }),
             ),
             Item::Diagnose(p) => (
