@@ -175,8 +175,9 @@ const NEG: f32 = -1.0e30;
 var<workgroup> stage: array<vec4<f32>, 544>;
 // The 64 x 64 tile an accumulation multiplies by: [col * PAD + ty] = rows 4ty..4ty+3 of column col.
 var<workgroup> xs: array<vec4<f32>, 1088>;
-// Packed rows: the first block a workgroup's loop visits, from the sequence starts, made uniform
-// (only .x is used).
+// Packed rows, made uniform through it (only .x is used): the first key block attn_fwd and
+// attn_bwd_dq visit, and attn_bwd_dkv's flag to stop its query blocks. Its writes follow a
+// barrier (workgroupUniformLoad's, or attn_bwd_dkv's own at each query block) after every read.
 var<workgroup> first_block: array<vec4<u32>, 1>;
 
 // The first 64-key block a query block sees, from the sequence start of its first query: starts

@@ -437,6 +437,15 @@ pub(crate) fn prompt_field(record: &Value, name: &str) -> Result<Vec<Value>, Str
     }
 }
 
+/// The tools list of a prompt/response record: only where the prompt is a conversation (a
+/// string prompt is one user turn as verl renders it, with no tools).
+pub(crate) fn prompt_tools(record: &Value, f: &Fields) -> Result<Option<Value>, String> {
+    match lookup(record, &f.prompt) {
+        Some(Value::Array(_)) => tools_field(record, &f.tools),
+        _ => Ok(None),
+    }
+}
+
 /// The tools list in field `name` for the chat template: absent or null for none, a list of
 /// tool schemas, or a string holding one as JSON (as some datasets store it).
 pub(crate) fn tools_field(record: &Value, name: &str) -> Result<Option<Value>, String> {
@@ -501,7 +510,7 @@ pub fn tokenize(record: &Value, tok: &Tokenizer, opts: &DataOptions) -> Result<E
         Shape::PromptResponse => {
             let prompt = prompt_field(record, &f.prompt)?;
             let response = string_field(record, &f.response)?;
-            let tools = tools_field(record, &f.tools)?;
+            let tools = prompt_tools(record, f)?;
             let rendered = tok
                 .render_chat(&prompt, tools.as_ref(), true)
                 .map_err(|e| e.to_string())?;

@@ -12,8 +12,8 @@ use serde_json::Value;
 
 use crate::answer;
 use crate::data::{
-    chat_field, expect_object, kind, lookup, prompt_field, read_records, string_field, tools_field,
-    DataError, Fields,
+    chat_field, expect_object, kind, lookup, prompt_field, prompt_tools, read_records,
+    string_field, tools_field, DataError, Fields,
 };
 
 /// One test question: the prompt's token ids and the answer it should get.
@@ -120,8 +120,11 @@ fn question(record: &Value, opts: &EvalOptions) -> Result<Question, String> {
             Some(_) => Some(string_field(record, &f.response)?.to_string()),
             None => None,
         };
-        let tools = tools_field(record, &f.tools)?;
-        (prompt_field(record, &f.prompt)?, tools, response)
+        (
+            prompt_field(record, &f.prompt)?,
+            prompt_tools(record, f)?,
+            response,
+        )
     } else {
         return Err(format!(
             "eval needs a `{}` or a `{}` field (set the names with --prompt-field and friends)",

@@ -73,8 +73,9 @@ struct TrainArgs {
     /// Sequences per optimizer step (the global batch; micro-batches accumulate to it).
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
-    /// Padded tokens per forward pass (micro-batch size). A step's loss is the token mean of
-    /// each micro-batch, averaged over its micro-batches (verl's reduction).
+    /// Padded tokens per forward pass (micro-batch size; with --packing, the length of its
+    /// one row). A step's loss is the token mean of each micro-batch, averaged over its
+    /// micro-batches (verl's reduction).
     #[arg(long, default_value_t = 4096)]
     batch_tokens: usize,
     /// At most this many sequences per forward pass as well (verl's
@@ -90,7 +91,9 @@ struct TrainArgs {
     /// Pack each micro-batch's sequences one after another into one row of up to
     /// --batch-tokens tokens instead of a padded row each (verl's use_remove_padding): no
     /// padding between them, each sequence sees only itself and starts at position 0, so its
-    /// loss and gradient are what it gets alone. Attention runs on the flash kernels.
+    /// loss and gradient are what it gets alone. Attention runs on the flash kernels (over
+    /// --attention). More sequences then share a micro-batch, which the step's mean of
+    /// micro-batch means weighs accordingly.
     #[arg(long)]
     packing: bool,
     /// Where metrics.jsonl, the plot training.svg and the checkpoints (final/ at the end) go.

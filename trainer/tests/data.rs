@@ -541,6 +541,22 @@ fn prompt_lists_are_the_conversation_before_the_response() {
     assert_eq!(got.examples[0].loss[..], want.examples[0].loss[..n]);
     assert!(got.examples[0].loss.iter().filter(|&&l| l).count() >= 2);
 
+    // A string prompt is one user turn as verl renders it, without tools (whatever is in a
+    // `tools` field); a conversation takes its tools list, so a bad one is an error there.
+    let bad_tools = r#""tools": "not json""#;
+    let f = file(&[&format!(
+        r#"{{"prompt": "What is 2+3?", "response": "5", {bad_tools}}}"#
+    )]);
+    let flat = file(&[r#"{"prompt": "What is 2+3?", "response": "5"}"#]);
+    assert_eq!(
+        load(f.path(), &tok, &opts(512)).unwrap().examples,
+        load(flat.path(), &tok, &opts(512)).unwrap().examples
+    );
+    let f = file(&[&format!(
+        r#"{{"prompt": {chat}, "response": "5", {bad_tools}}}"#
+    )]);
+    let e = load(f.path(), &tok, &opts(512)).unwrap_err().to_string();
+    assert!(e.contains("field `tools`"), "{e}");
     for (prompt, says) in [
         ("[]", "field `prompt` is an empty list"),
         ("7", "field `prompt` must be a string or a list of"),

@@ -166,6 +166,8 @@ fn forward(
         Path::Auto => Path::Main,
         p => p,
     };
+    // The decode kernel knows no sequence starts: packed rows take the main kernel.
+    debug_assert!(!matches!(starts, Starts::Seq(_)) || path == Path::Main);
     // Unmasked launches do not read the starts' binding: q stands in.
     let (mask, ks) = match starts {
         Starts::None => (Mask::None, q),
