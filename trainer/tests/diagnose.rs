@@ -2,16 +2,21 @@
 //! tests/scripts/make_diagnose_reference.py with its own implementation of the data
 //! conventions): the same loss tokens, mean p and per-example means within 1e-3 (f32), or
 //! within 1e-2 with every product in f16 (on cooperative matrices where the adapter has them);
-//! and `--data` with several files.
+//! the same with the records packed into one row (`--packing`); and `--data` with several
+//! files.
 
 mod common;
 
 use common::{repo, trainer};
 
 fn check(model: &str, precision: &str, tol: f64) {
+    check_with(model, precision, tol, &[]);
+}
+
+fn check_with(model: &str, precision: &str, tol: f64, extra: &[&str]) {
     let data = repo("tests/fixtures/data/tiny_sft.jsonl");
     let plot = tempfile::Builder::new().suffix(".svg").tempfile().unwrap();
-    let out = trainer(&[
+    let mut args = vec![
         "diagnose",
         "--model",
         model,
@@ -24,7 +29,9 @@ fn check(model: &str, precision: &str, tol: f64) {
         plot.path().to_str().unwrap(),
         "--precision",
         precision,
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let out = trainer(&args);
     assert!(
         out.status.success(),
         "{}",
@@ -85,6 +92,12 @@ fn smollm2_diagnosis_matches_hf() {
 #[test]
 fn qwen_diagnosis_matches_hf() {
     check("qwen2.5-coder-0.5b-instruct", "f32", 1e-3);
+}
+
+#[test]
+fn smollm2_packed_diagnosis_matches_hf() {
+    // The four records in one row, each attending only to itself from position 0.
+    check_with("smollm2-135m-instruct", "f32", 1e-3, &["--packing"]);
 }
 
 #[test]
