@@ -158,6 +158,29 @@ pub fn split(n: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
     (train, eval)
 }
 
+/// Tokens a forward pass computes for the micro-batch `group` (padding included), padded as
+/// [`MicroBatch::new`] or, `packed`, as [`MicroBatch::packed`] pads it.
+pub fn computed_tokens(examples: &[Example], group: &[usize], packed: bool) -> usize {
+    let lens = group.iter().map(|&i| examples[i].ids.len());
+    if packed {
+        padded_len(lens.sum())
+    } else {
+        padded_len(lens.max().unwrap_or(0)) * group.len()
+    }
+}
+
+/// One line on how much of what a run computes is padding (real and computed tokens over
+/// its micro-batches), with what would cut it where that is a fifth or more.
+pub fn padding_line(real: usize, computed: usize, packed: bool) -> String {
+    let pct = 100.0 * (computed - real.min(computed)) as f64 / computed.max(1) as f64;
+    let advice = if pct >= 20.0 && !packed {
+        " (--packing or --group-by-length cut it)"
+    } else {
+        ""
+    };
+    format!("padding: {pct:.0}% of the {computed} tokens the run's forward passes compute{advice}")
+}
+
 /// Group `order` (indices into `examples`) into micro-batches of at most `max_sequences`
 /// sequences and at most `max_tokens` padded tokens each (padded as [`MicroBatch::new`] pads,
 /// or, `packed`, as [`MicroBatch::packed`] does; a longer sequence goes alone).
@@ -173,6 +196,7 @@ pub fn micro_batches(
     let (mut longest, mut total) = (0, 0);
     for &i in order {
         let len = examples[i].ids.len();
+        // What the micro-batch would compute with this sequence in it.
         let tokens = if packed {
             padded_len(total + len)
         } else {
@@ -309,5 +333,12 @@ mod tests {
         // 10 + 3 + 50 = 63 fits one row of 64; 7 + 7 + 7 the next; 200 alone; then 1.
         assert_eq!(mbs, vec![vec![0, 1, 2], vec![3, 4, 5], vec![6], vec![7]]);
         assert_eq!(micro_batches(&exs, &order, 2, 64, true)[0], vec![0, 1]);
+        // 63 tokens packed in a row of 64; padded, three rows of the longest (50 -> 64).
+        assert_eq!(computed_tokens(&exs, &[0, 1, 2], true), 64);
+        assert_eq!(computed_tokens(&exs, &[0, 1, 2], false), 3 * 64);
+        let line = padding_line(63, 192, false);
+        assert!(line.starts_with("padding: 67% of the 192 tokens"), "{line}");
+        assert!(line.contains("--packing"), "{line}");
+        assert!(!padding_line(63, 64, true).contains("--packing"));
     }
 }

@@ -16,7 +16,7 @@ use engine::{Gradients, Tensor};
 use models::{Model, SaveDtype};
 use serde_json::json;
 
-use crate::batch::{micro_batches, shuffled, MicroBatch};
+use crate::batch::{computed_tokens, micro_batches, padding_line, shuffled, MicroBatch};
 use crate::data::Dataset;
 use crate::scaler::LossScaler;
 use crate::schedule::{AlphaSchedule, CosineSchedule};
@@ -262,6 +262,21 @@ pub struct StepMetrics {
     pub tokens_per_s: f64,
 }
 
+/// The micro-batches of one step's examples `batch` (indices into `ds`).
+fn step_groups(ds: &Dataset, batch: &[usize], opts: &TrainOptions) -> Vec<Vec<usize>> {
+    let mut order = batch.to_vec();
+    if opts.group_by_length {
+        order.sort_by_key(|&i| std::cmp::Reverse(ds.examples[i].ids.len()));
+    }
+    micro_batches(
+        &ds.examples,
+        &order,
+        opts.micro_batch_sequences.unwrap_or(usize::MAX),
+        opts.micro_batch_tokens,
+        opts.packing,
+    )
+}
+
 fn objective_for(alpha: f32) -> Objective {
     if alpha == 0.0 {
         Objective::Nll
@@ -428,6 +443,17 @@ fn run_steps(
         total,
     };
     let mut bad = crate::guard::BadSteps::new(opts.max_bad_steps);
+    let (mut real, mut computed) = (0, 0);
+    for batch in &steps[start.min(total)..] {
+        for group in step_groups(ds, batch, opts) {
+            real += group
+                .iter()
+                .map(|&i| ds.examples[i].ids.len())
+                .sum::<usize>();
+            computed += computed_tokens(&ds.examples, &group, opts.packing);
+        }
+    }
+    eprintln!("{}", padding_line(real, computed, opts.packing));
     if let Some(at) = opts.profile_step {
         crate::profile::check_step(&dev, at, start, total)?;
     }
@@ -446,17 +472,7 @@ fn run_steps(
         let started = Instant::now();
         let alpha = opts.alpha.at(step, total);
         let objective = objective_for(alpha);
-        let mut order = batch.clone();
-        if opts.group_by_length {
-            order.sort_by_key(|&i| std::cmp::Reverse(ds.examples[i].ids.len()));
-        }
-        let groups = micro_batches(
-            &ds.examples,
-            &order,
-            opts.micro_batch_sequences.unwrap_or(usize::MAX),
-            opts.micro_batch_tokens,
-            opts.packing,
-        );
+        let groups = step_groups(ds, batch, opts);
         let mut grads = Gradients::default();
         let (mut loss_sum, mut p_sum, mut p_count, mut tokens) = (0.0f64, 0.0f64, 0usize, 0usize);
         for group in &groups {
