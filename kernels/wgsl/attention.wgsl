@@ -175,10 +175,18 @@ const NEG: f32 = -1.0e30;
 var<workgroup> stage: array<vec4<f32>, 544>;
 // The 64 x 64 tile an accumulation multiplies by: [col * PAD + ty] = rows 4ty..4ty+3 of column col.
 var<workgroup> xs: array<vec4<f32>, 1088>;
-// Packed rows, made uniform through it (only .x is used): the first key block attn_fwd and
-// attn_bwd_dq visit, and attn_bwd_dkv's flag to stop its query blocks. Its writes follow a
-// barrier (workgroupUniformLoad's, or attn_bwd_dkv's own at each query block) after every read.
+// Packed rows, made uniform through it by `uniform_from_first` (only .x is used): the first key
+// block attn_fwd and attn_bwd_dq visit, and attn_bwd_dkv's flag to stop its query blocks.
 var<workgroup> first_block: array<vec4<u32>, 1>;
+
+// `v` as invocation 0 has it, made uniform across the workgroup (for a loop's bounds). Call it
+// from uniform control flow; a second call needs a barrier before it (after the first's reads).
+fn uniform_from_first(tid: u32, v: u32) -> u32 {
+    if (tid == 0u) {
+        first_block[0].x = v;
+    }
+    return workgroupUniformLoad(&first_block)[0].x;
+}
 
 // The first 64-key block a query block sees, from the sequence start of its first query: starts
 // do not decrease along a row, so no query of the block sees a key before it.
@@ -314,13 +322,11 @@ fn attn_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     var l = vec4<f32>(0.0);
     var acc: array<vec4<f32>, 8>;
     let nkb = key_blocks(q0);
-    if (tid == 0u) {
-        first_block[0].x = 0u;
-        if (p.masked == 2u) {
-            first_block[0].x = first_key_block(f_key_start[b * tq + q0]);
-        }
+    var start = 0u;
+    if (p.masked == 2u) {
+        start = f_key_start[b * tq + q0];
     }
-    let kb0 = workgroupUniformLoad(&first_block)[0].x;
+    let kb0 = uniform_from_first(tid, first_key_block(start));
     for (var kb = kb0; kb < nkb; kb++) {
         let k0 = kb * BR;
         var s: array<vec4<f32>, 4>;
@@ -457,13 +463,11 @@ fn attn_bwd_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     }
     var acc: array<vec4<f32>, 8>;
     let nkb = key_blocks(q0);
-    if (tid == 0u) {
-        first_block[0].x = 0u;
-        if (p.masked == 2u) {
-            first_block[0].x = first_key_block(q_seq_start[b * tq + q0]);
-        }
+    var start = 0u;
+    if (p.masked == 2u) {
+        start = q_seq_start[b * tq + q0];
     }
-    let kb0 = workgroupUniformLoad(&first_block)[0].x;
+    let kb0 = uniform_from_first(tid, first_key_block(start));
     for (var kb = kb0; kb < nkb; kb++) {
         let k0 = kb * BR;
         // s = q k^T and dp = d_out v^T, each through its own chunked dot tile.
@@ -585,13 +589,8 @@ fn attn_bwd_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
             // Packed rows: once a query block's first query starts after this key block, so
             // do all later queries (starts never decrease): none of them sees these keys.
             workgroupBarrier();
-            if (tid == 0u) {
-                first_block[0].x = 0u;
-                if (p.masked == 2u && k_seq_start[b * tq + q0] >= k0 + BR) {
-                    first_block[0].x = 1u;
-                }
-            }
-            if (workgroupUniformLoad(&first_block)[0].x != 0u) {
+            let after = p.masked == 2u && k_seq_start[b * tq + q0] >= k0 + BR;
+            if (uniform_from_first(tid, select(0u, 1u, after)) != 0u) {
                 break;
             }
             // s^T = k q^T and dp^T = v d_out^T.
