@@ -162,10 +162,17 @@ pub fn split(n: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
 /// [`MicroBatch::new`] or, `packed`, as [`MicroBatch::packed`] pads it.
 pub fn computed_tokens(examples: &[Example], group: &[usize], packed: bool) -> usize {
     let lens = group.iter().map(|&i| examples[i].ids.len());
+    let (longest, total) = lens.fold((0, 0), |(m, s), n| (m.max(n), s + n));
+    padded_tokens(longest, total, group.len(), packed)
+}
+
+/// Tokens a micro-batch of `count` sequences, the longest `longest` tokens and `total` in
+/// all, computes: one row of the total packed, else a row of the longest each.
+fn padded_tokens(longest: usize, total: usize, count: usize, packed: bool) -> usize {
     if packed {
-        padded_len(lens.sum())
+        padded_len(total)
     } else {
-        padded_len(lens.max().unwrap_or(0)) * group.len()
+        padded_len(longest) * count
     }
 }
 
@@ -197,11 +204,7 @@ pub fn micro_batches(
     for &i in order {
         let len = examples[i].ids.len();
         // What the micro-batch would compute with this sequence in it.
-        let tokens = if packed {
-            padded_len(total + len)
-        } else {
-            padded_len(longest.max(len)) * (cur.len() + 1)
-        };
+        let tokens = padded_tokens(longest.max(len), total + len, cur.len() + 1, packed);
         if !cur.is_empty() && (cur.len() >= max_sequences || tokens > max_tokens) {
             out.push(std::mem::take(&mut cur));
             (longest, total) = (0, 0);
@@ -225,6 +228,13 @@ mod tests {
             ids: ids.to_vec(),
             loss: loss.to_vec(),
         }
+    }
+
+    /// Examples of these lengths, every token a loss token.
+    fn of_lengths(lens: &[usize]) -> Vec<Example> {
+        lens.iter()
+            .map(|&n| ex(&vec![1; n], &vec![true; n]))
+            .collect()
     }
 
     #[test]
@@ -272,10 +282,7 @@ mod tests {
     #[test]
     fn micro_batches_respect_both_limits() {
         let lens = [10, 3, 50, 7, 7, 7, 200, 1];
-        let exs: Vec<Example> = lens
-            .iter()
-            .map(|&n| ex(&vec![1; n], &vec![true; n]))
-            .collect();
+        let exs = of_lengths(&lens);
         let order: Vec<usize> = (0..lens.len()).collect();
         let mbs = micro_batches(&exs, &order, 3, 64, false);
         let flat: Vec<usize> = mbs.iter().flatten().copied().collect();
@@ -322,10 +329,7 @@ mod tests {
     #[test]
     fn packed_micro_batches_count_total_tokens() {
         let lens = [10, 3, 50, 7, 7, 7, 200, 1];
-        let exs: Vec<Example> = lens
-            .iter()
-            .map(|&n| ex(&vec![1; n], &vec![true; n]))
-            .collect();
+        let exs = of_lengths(&lens);
         let order: Vec<usize> = (0..lens.len()).collect();
         let mbs = micro_batches(&exs, &order, usize::MAX, 64, true);
         let flat: Vec<usize> = mbs.iter().flatten().copied().collect();

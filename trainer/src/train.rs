@@ -420,9 +420,13 @@ fn run_steps(
         dropped: 0,
     });
     let held = opts.eval_set.as_deref().or(held_out.as_ref());
-    let steps: Vec<Vec<usize>> = plan_steps(train_idx.len(), opts)
+    // Each step's micro-batches (indices into `ds`), planned once for the run.
+    let steps: Vec<Vec<Vec<usize>>> = plan_steps(train_idx.len(), opts)
         .into_iter()
-        .map(|b| b.into_iter().map(|i| train_idx[i]).collect())
+        .map(|b| {
+            let batch: Vec<usize> = b.into_iter().map(|i| train_idx[i]).collect();
+            step_groups(ds, &batch, opts)
+        })
         .collect();
     let total = steps.len();
     let schedule = CosineSchedule::new(opts.lr, total, opts.warmup_ratio, opts.min_lr_ratio);
@@ -444,20 +448,18 @@ fn run_steps(
     };
     let mut bad = crate::guard::BadSteps::new(opts.max_bad_steps);
     let (mut real, mut computed) = (0, 0);
-    for batch in &steps[start.min(total)..] {
-        for group in step_groups(ds, batch, opts) {
-            real += group
-                .iter()
-                .map(|&i| ds.examples[i].ids.len())
-                .sum::<usize>();
-            computed += computed_tokens(&ds.examples, &group, opts.packing);
-        }
+    for group in steps[start.min(total)..].iter().flatten() {
+        real += group
+            .iter()
+            .map(|&i| ds.examples[i].ids.len())
+            .sum::<usize>();
+        computed += computed_tokens(&ds.examples, group, opts.packing);
     }
     eprintln!("{}", padding_line(real, computed, opts.packing));
     if let Some(at) = opts.profile_step {
         crate::profile::check_step(&dev, at, start, total)?;
     }
-    for (step, batch) in steps.iter().enumerate().skip(start) {
+    for (step, groups) in steps.iter().enumerate().skip(start) {
         // Asked to stop (Ctrl-C, SIGTERM): `train` saves the state after the last good step.
         if crate::guard::stop_asked() {
             return Err(crate::guard::Interrupted { step, total }.into());
@@ -472,10 +474,9 @@ fn run_steps(
         let started = Instant::now();
         let alpha = opts.alpha.at(step, total);
         let objective = objective_for(alpha);
-        let groups = step_groups(ds, batch, opts);
         let mut grads = Gradients::default();
         let (mut loss_sum, mut p_sum, mut p_count, mut tokens) = (0.0f64, 0.0f64, 0usize, 0usize);
-        for group in &groups {
+        for group in groups {
             let refs: Vec<_> = group.iter().map(|&i| &ds.examples[i]).collect();
             let mb = MicroBatch::build(&refs, pad_id, opts.packing);
             let n = mb.batch * mb.seq_len;
