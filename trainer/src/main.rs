@@ -324,7 +324,8 @@ struct DiagnoseArgs {
     /// Write an SVG histogram of p to this file.
     #[arg(long)]
     plot: Option<PathBuf>,
-    /// Tokens per forward pass (padded batch size x length).
+    /// Tokens per forward pass (padded batch size x length; with --packing, the length of
+    /// its one row).
     #[arg(long, default_value_t = 8192)]
     batch_tokens: usize,
     /// Pack the sequences of a forward pass into one row (see `trainer --help`); the

@@ -211,11 +211,14 @@ fn tag(c: Compute) -> String {
     )
 }
 
-/// A training figure's tag: the compute's, `_packed` with packed rows (on the flash kernels,
-/// not tagged again), and `_offload` with the moments in host memory.
+/// A training figure's tag: the compute's, `_packed` with packed rows (always on the flash
+/// kernels, so not tagged `_flash` too), and `_offload` with the moments in host memory.
 fn train_tag(c: Compute, offload: bool, packed: bool) -> String {
     let c = if packed {
-        diagnose_compute(c.precision)
+        Compute {
+            attention: AttentionPath::Auto,
+            ..c
+        }
     } else {
         c
     };
